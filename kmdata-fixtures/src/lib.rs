@@ -193,29 +193,48 @@ mod tests {
         files.iter().map(|file| file.path.as_str()).collect()
     }
 
+    /// Checks the part of a file name that follows its kind's prefix.
+    type NameCheck = fn(&str) -> bool;
+
+    /// The prefix of each kind of file and the check for the rest of its name.
+    const NAME_PATTERNS: [(&str, NameCheck); 8] = [
+        ("module_", is_esn),
+        ("cards_", |rest| is_hex(rest, 40)),
+        ("card_", is_card_name),
+        ("softcard_", |rest| is_hex(rest, 40)),
+        ("key_pkcs11_ua", |rest| is_hex(rest, 40)),
+        ("key_simple_", is_ident),
+        ("key_jcecsp_", |rest| is_hex(rest, 32)),
+        ("key_hwcrhk_rsa-", is_ident),
+    ];
+
+    fn is_lower_hex_digit(byte: u8) -> bool {
+        byte.is_ascii_digit() || (b'a'..=b'f').contains(&byte)
+    }
+
+    fn is_upper_hex_digit(byte: u8) -> bool {
+        byte.is_ascii_digit() || (b'A'..=b'F').contains(&byte)
+    }
+
     fn is_hex(text: &str, len: usize) -> bool {
-        text.len() == len
-            && text
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        text.len() == len && text.bytes().all(is_lower_hex_digit)
     }
 
     fn is_esn(text: &str) -> bool {
         let groups: Vec<&str> = text.split('-').collect();
-        groups.len() == 3
-            && groups.iter().all(|group| {
-                group.len() == 4
-                    && group
-                        .bytes()
-                        .all(|b| b.is_ascii_digit() || (b'A'..=b'F').contains(&b))
-            })
+        groups.len() == 3 && groups.iter().all(|group| is_esn_group(group))
+    }
+
+    fn is_esn_group(group: &str) -> bool {
+        group.len() == 4 && group.bytes().all(is_upper_hex_digit)
     }
 
     fn is_ident(text: &str) -> bool {
-        !text.is_empty()
-            && text
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        !text.is_empty() && text.bytes().all(is_ident_byte)
+    }
+
+    fn is_ident_byte(byte: u8) -> bool {
+        byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'-'
     }
 
     fn is_card_name(rest: &str) -> bool {
@@ -226,22 +245,14 @@ mod tests {
     }
 
     fn is_kmdata_name(name: &str) -> bool {
-        if name == "world" {
-            return true;
-        }
-        let patterns: [(&str, fn(&str) -> bool); 8] = [
-            ("module_", is_esn),
-            ("cards_", |rest| is_hex(rest, 40)),
-            ("card_", is_card_name),
-            ("softcard_", |rest| is_hex(rest, 40)),
-            ("key_pkcs11_ua", |rest| is_hex(rest, 40)),
-            ("key_simple_", is_ident),
-            ("key_jcecsp_", |rest| is_hex(rest, 32)),
-            ("key_hwcrhk_rsa-", is_ident),
-        ];
-        patterns
-            .iter()
-            .any(|(prefix, matches)| name.strip_prefix(prefix).is_some_and(|rest| matches(rest)))
+        name == "world"
+            || NAME_PATTERNS
+                .iter()
+                .any(|(prefix, check)| matches_pattern(name, prefix, *check))
+    }
+
+    fn matches_pattern(name: &str, prefix: &str, check: NameCheck) -> bool {
+        name.strip_prefix(prefix).is_some_and(check)
     }
 
     fn sample_dir() -> PathBuf {
@@ -387,7 +398,7 @@ mod tests {
     }
 
     #[test]
-    fn write_tree_into_missing_dir_names_the_path() {
+    fn write_tree_error_names_the_failing_path() {
         let dir = tempfile::tempdir().unwrap();
         let blocker = dir.path().join("blocker");
         fs::write(&blocker, b"a file, not a directory").unwrap();

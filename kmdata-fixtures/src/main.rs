@@ -70,11 +70,11 @@ fn run(command: Command) -> Result<()> {
 /// Writes a tree and prints a one-line summary of it.
 fn generate(files: u64, seed: u64, dir: &Path) -> Result<()> {
     let files = usize::try_from(files).context("file count is too large")?;
-    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    create_dir(dir)?;
 
     let spec = TreeSpec::new(files, seed);
-    let written =
-        write_tree(dir, &spec).with_context(|| format!("writing tree into {}", dir.display()))?;
+    let context = || format!("writing tree into {}", dir.display());
+    let written = write_tree(dir, &spec).with_context(context)?;
 
     let bytes: usize = written.iter().map(|file| file.content.len()).sum();
     println!(
@@ -88,7 +88,7 @@ fn generate(files: u64, seed: u64, dir: &Path) -> Result<()> {
 
 /// Writes one new key file and prints its name.
 fn new_key(seed: u64, dir: &Path) -> Result<()> {
-    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    create_dir(dir)?;
 
     let key = new_key_file(seed);
     let path = dir.join(&key.path);
@@ -106,4 +106,10 @@ fn new_key(seed: u64, dir: &Path) -> Result<()> {
     println!("{}", key.path);
 
     Ok(())
+}
+
+/// Creates `dir` and its parents unless they exist.
+fn create_dir(dir: &Path) -> Result<()> {
+    let context = || format!("creating {}", dir.display());
+    fs::create_dir_all(dir).with_context(context)
 }
