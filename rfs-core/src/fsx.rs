@@ -750,6 +750,8 @@ fn skip(scan: &mut Scan, path: RelPath, reason: SkipReason) {
     });
 }
 
+// The stat field types differ between targets; the casts are no-ops only on some.
+#[allow(clippy::unnecessary_cast)]
 fn file_stat(stat: &rustix::fs::Stat) -> FileStat {
     let kind = match FileType::from_raw_mode(stat.st_mode) {
         FileType::RegularFile => FileKind::File,

@@ -1,0 +1,221 @@
+//! The administration service `rfs.v1.Admin`, served only on the local Unix
+//! socket, whose file permissions (root only) are its access control.
+
+use std::sync::Arc;
+use std::time::UNIX_EPOCH;
+
+use proto::pb;
+use rfs_core::{DEFAULT_VOLUME, KeyHash};
+use tonic::{Request, Response, Status};
+
+use crate::error::ServiceError;
+use crate::grants::{AddressPattern, Grant};
+use crate::service::convert::{holder_to_pb, record_to_pb};
+use crate::state::ServerState;
+
+/// The implementation of `rfs.v1.Admin`.
+#[derive(Debug, Clone)]
+pub struct AdminService {
+    state: Arc<ServerState>,
+}
+
+impl AdminService {
+    /// Returns the service over the shared state.
+    pub fn new(state: Arc<ServerState>) -> Self {
+        Self { state }
+    }
+}
+
+#[tonic::async_trait]
+impl pb::admin_server::Admin for AdminService {
+    async fn status(
+        &self,
+        _request: Request<pb::StatusRequest>,
+    ) -> Result<Response<pb::StatusReply>, Status> {
+        let state = &self.state;
+        let mut volumes = Vec::new();
+        for volume in state.volumes.values() {
+            let name = volume.name.clone();
+            let records = state
+                .blocking(move |state| Ok(state.store.log(&name, 1)?))
+                .await?;
+            let head = records.first();
+            volumes.push(pb::VolumeStatus {
+                volume: volume.name.clone(),
+                path: volume.dir.root().display().to_string(),
+                head_version: head.map_or(0, |record| record.version),
+                entries: head.map_or(0, |record| record.entries),
+                lock: volume.lock_holder().map(|held| holder_to_pb(&held)),
+            });
+        }
+
+        Ok(Response::new(pb::StatusReply {
+            server_version: env!("CARGO_PKG_VERSION").to_owned(),
+            server_key_hash: state.key_hash.map(|hash| hash.to_hex()).unwrap_or_default(),
+            listen: state
+                .listen
+                .lock()
+                .map(|listen| listen.clone())
+                .unwrap_or_default(),
+            volumes,
+            clients_seen: self.seen(),
+            clients_file: state.grants.path().display().to_string(),
+            state_dir: state.state_dir.display().to_string(),
+            started_unix: unix(state.started),
+        }))
+    }
+
+    async fn list_clients(
+        &self,
+        _request: Request<pb::ListClientsRequest>,
+    ) -> Result<Response<pb::ListClientsReply>, Status> {
+        let seen = self.seen();
+        let clients = self
+            .state
+            .grants
+            .current()
+            .iter()
+            .map(|grant| {
+                let last = seen
+                    .iter()
+                    .filter(|client| {
+                        let addr_ok = client
+                            .address
+                            .parse()
+                            .is_ok_and(|addr| grant.address.matches(addr));
+                        let key_ok = grant
+                            .key_hash
+                            .is_none_or(|key| key.to_hex() == client.key_hash);
+                        addr_ok && key_ok
+                    })
+                    .max_by_key(|client| client.last_seen_unix);
+                pb::ClientListing {
+                    grant: Some(grant_to_pb(grant)),
+                    last_seen_unix: last.map_or(0, |client| client.last_seen_unix),
+                    last_seen_address: last
+                        .map(|client| client.address.clone())
+                        .unwrap_or_default(),
+                }
+            })
+            .collect();
+        Ok(Response::new(pb::ListClientsReply { clients }))
+    }
+
+    async fn add_client(
+        &self,
+        request: Request<pb::AddClientRequest>,
+    ) -> Result<Response<pb::AddClientReply>, Status> {
+        let grant = request
+            .into_inner()
+            .grant
+            .ok_or_else(|| Status::invalid_argument("no grant given"))?;
+        let grant = grant_from_pb(&grant)?;
+        if grant.volume != "*" && !self.state.volumes.contains_key(&grant.volume) {
+            tracing::warn!(volume = %grant.volume, "grant added for a volume that is not served");
+        }
+
+        let summary = format!("{grant:?}");
+        let replaced = self
+            .state
+            .grants
+            .add(grant)
+            .map_err(|err| ServiceError::Internal(err.into()))?;
+        tracing::info!(grant = %summary, replaced, "grant added");
+        Ok(Response::new(pb::AddClientReply { replaced }))
+    }
+
+    async fn remove_client(
+        &self,
+        request: Request<pb::RemoveClientRequest>,
+    ) -> Result<Response<pb::RemoveClientReply>, Status> {
+        let request = request.into_inner();
+        let address: AddressPattern = request.address.parse().map_err(Status::invalid_argument)?;
+        let volume = Some(request.volume.as_str()).filter(|volume| !volume.is_empty());
+
+        let removed = self
+            .state
+            .grants
+            .remove(address, volume)
+            .map_err(|err| ServiceError::Internal(err.into()))?;
+        tracing::info!(%address, removed, "grants removed");
+        Ok(Response::new(pb::RemoveClientReply { removed }))
+    }
+
+    async fn log(
+        &self,
+        request: Request<pb::LogRequest>,
+    ) -> Result<Response<pb::LogReply>, Status> {
+        let request = request.into_inner();
+        let volume = if request.volume.is_empty() {
+            DEFAULT_VOLUME.to_owned()
+        } else {
+            request.volume
+        };
+        self.state.volume(&volume)?;
+
+        let limit = request.limit as usize;
+        let records = self
+            .state
+            .blocking(move |state| Ok(state.store.log(&volume, limit)?))
+            .await?;
+        Ok(Response::new(pb::LogReply {
+            versions: records.iter().map(record_to_pb).collect(),
+        }))
+    }
+}
+
+impl AdminService {
+    fn seen(&self) -> Vec<pb::ClientSeen> {
+        let Ok(seen) = self.state.seen.lock() else {
+            return Vec::new();
+        };
+        let mut clients: Vec<pb::ClientSeen> = seen
+            .iter()
+            .map(|(peer, when)| pb::ClientSeen {
+                address: peer.addr.to_string(),
+                key_hash: peer.key_hash.map(|hash| hash.to_hex()).unwrap_or_default(),
+                last_seen_unix: unix(*when),
+            })
+            .collect();
+        clients.sort_by(|a, b| a.address.cmp(&b.address));
+        clients
+    }
+}
+
+/// Returns the protocol form of a grant.
+pub(crate) fn grant_to_pb(grant: &Grant) -> pb::Grant {
+    pb::Grant {
+        address: grant.address.to_string(),
+        key_hash: grant.key_hash.map(|hash| hash.to_hex()).unwrap_or_default(),
+        volume: grant.volume.clone(),
+        readonly: grant.readonly,
+        write_noauth: grant.write_noauth,
+    }
+}
+
+/// Returns the grant an administrator asked for, validated.
+pub(crate) fn grant_from_pb(grant: &pb::Grant) -> Result<Grant, Status> {
+    let address = grant.address.parse().map_err(Status::invalid_argument)?;
+    let key_hash = match grant.key_hash.as_str() {
+        "" => None,
+        text => KeyHash::parse_optional(text)
+            .map_err(|err| Status::invalid_argument(err.to_string()))?,
+    };
+    let volume = if grant.volume.is_empty() {
+        DEFAULT_VOLUME.to_owned()
+    } else {
+        grant.volume.clone()
+    };
+    Ok(Grant {
+        address,
+        key_hash,
+        volume,
+        readonly: grant.readonly,
+        write_noauth: grant.write_noauth,
+    })
+}
+
+fn unix(time: std::time::SystemTime) -> i64 {
+    time.duration_since(UNIX_EPOCH)
+        .map_or(0, |since| since.as_secs() as i64)
+}
