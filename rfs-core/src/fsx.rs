@@ -88,9 +88,12 @@ impl FsError {
         FsError::Io { op, path, source }
     }
 
-    /// Returns whether the error means "no such file or directory".
+    /// Returns whether the error means that nothing is at the path: it, or
+    /// a directory on the way, does not exist, or a component on the way is
+    /// not a directory.
     pub fn is_not_found(&self) -> bool {
-        matches!(self, FsError::Io { source, .. } if source.kind() == io::ErrorKind::NotFound)
+        matches!(self, FsError::Io { source, .. }
+            if matches!(source.kind(), io::ErrorKind::NotFound | io::ErrorKind::NotADirectory))
     }
 }
 
