@@ -3,6 +3,7 @@
 //! exit code (78, EX_CONFIG, for a configuration that cannot work, so
 //! systemd does not restart in a loop; 1 for anything else).
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use anyhow::Result;

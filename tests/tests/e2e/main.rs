@@ -1,0 +1,20 @@
+//! End-to-end tests: real `rfsd` and `rfs-sync` processes over real
+//! sockets, each test with its own server, clients and temporary
+//! directories. The harness lives in this package's library (`src/`).
+
+// A writer and a reader set up and pull the whole tree on the first day.
+mod day_one;
+// A key made on one client reaches the server, its log and other clients.
+mod key_distribution;
+// Grants: read-only commits, clients without a grant, the suggested command.
+mod permissions;
+// Concurrent commits, and local changes meeting changes from the server.
+mod conflicts;
+// Deletions: held back by default, sent with --allow-delete, applied with care.
+mod deletions;
+// The --json results of update and commit.
+mod json_output;
+// Server key pinning over TLS, and the plaintext debugging mode.
+mod transport;
+// The daemon's first version and its clean shutdown on SIGTERM.
+mod lifecycle;
