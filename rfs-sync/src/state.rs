@@ -1,0 +1,321 @@
+//! The client's sync state: its base version, the base manifest, and the
+//! digest cache keyed by `stat`, kept in `KMDATA/rfs-sync/`.
+//!
+//! The base version sits alone in `state.json`, so that an update that
+//! finds the server unchanged reads a few bytes instead of a manifest of
+//! every file; the manifest and cache are in `base.json`. The base is the
+//! common ancestor of the next update or commit, so both files are only
+//! replaced after the local tree matches them on stable storage:
+//! `base.json` first, then `state.json`. A crash between the two leaves
+//! newer entries under an older version, the same shape an update with
+//! conflicts records on purpose, which the next update resolves by finding
+//! those paths already equal. Missing files mean a fresh client: base
+//! version 0, nothing known.
+
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::io::ErrorKind;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use rfs_core::fsx::Scan;
+use rfs_core::{Digest, Manifest, RelPath, StatKey};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::config::Paths;
+use crate::durable;
+
+/// The version of the state files' layout.
+const FORMAT: u32 = 1;
+
+/// What rfs-sync remembers between runs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct State {
+    /// The version the local tree was last synchronised to; 0 for none.
+    pub(crate) base_version: u64,
+    /// The entries of the base as far as this client applied them.
+    pub(crate) base: Manifest,
+    /// The digest of each local file as of its last `stat` key.
+    pub(crate) cache: BTreeMap<RelPath, Cached>,
+    /// Whether `base` and `cache` were read; only the version is otherwise.
+    complete: bool,
+}
+
+/// A local file's digest, valid while its `stat` key is unchanged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Cached {
+    pub(crate) key: StatKey,
+    pub(crate) digest: Digest,
+}
+
+/// The content of `state.json`.
+#[derive(Debug, Serialize, Deserialize)]
+struct Header {
+    format: u32,
+    base_version: u64,
+}
+
+/// The content of `base.json`.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct BaseFile {
+    format: u32,
+    base: Manifest,
+    cache: BTreeMap<RelPath, Cached>,
+}
+
+impl State {
+    /// Returns the state with the base version only; [`State::complete`]
+    /// reads the rest.
+    ///
+    /// # Errors
+    ///
+    /// Fails when `state.json` exists but cannot be read or parsed.
+    pub(crate) fn load_version(paths: &Paths) -> Result<Self> {
+        let Some(header) = read_json::<Header>(&paths.state_file())? else {
+            return Ok(Self::fresh());
+        };
+        check_format(&paths.state_file(), header.format)?;
+        Ok(Self {
+            base_version: header.base_version,
+            ..Self::default()
+        })
+    }
+
+    /// Reads the base manifest and the digest cache, once.
+    ///
+    /// # Errors
+    ///
+    /// Fails when `base.json` exists but cannot be read or parsed.
+    pub(crate) fn complete(&mut self, paths: &Paths) -> Result<()> {
+        if self.complete {
+            return Ok(());
+        }
+        let file = paths.base_file();
+        let base = match read_json::<BaseFile>(&file)? {
+            Some(base) => {
+                check_format(&file, base.format)?;
+                base
+            }
+            None if self.base_version == 0 => BaseFile::default(),
+            None => {
+                // Without the entries the version means nothing: start over.
+                tracing::warn!(file = %file.display(), "base manifest missing, starting from version 0");
+                self.base_version = 0;
+                BaseFile::default()
+            }
+        };
+        self.base = base.base;
+        self.cache = base.cache;
+        self.complete = true;
+        Ok(())
+    }
+
+    /// Returns the state of a client that never synchronised.
+    pub(crate) fn fresh() -> Self {
+        Self {
+            complete: true,
+            ..Self::default()
+        }
+    }
+
+    /// Writes the state atomically and durably: the manifest first, then
+    /// the version.
+    ///
+    /// # Errors
+    ///
+    /// Fails when the state was only partly loaded, or the state directory
+    /// or files cannot be written.
+    pub(crate) fn save(&self, paths: &Paths) -> Result<()> {
+        anyhow::ensure!(
+            self.complete,
+            "the sync state was saved before it was read whole"
+        );
+        durable::create_private_dir(&paths.state_dir)?;
+        let base = BaseFile {
+            format: FORMAT,
+            base: self.base.clone(),
+            cache: self.cache.clone(),
+        };
+        let text = serde_json::to_vec(&base).context("encoding the base manifest")?;
+        durable::write_atomically(&paths.base_file(), &text, 0o600)?;
+        let header = Header {
+            format: FORMAT,
+            base_version: self.base_version,
+        };
+        let text = serde_json::to_vec(&header).context("encoding the sync state")?;
+        durable::write_atomically(&paths.state_file(), &text, 0o600)
+    }
+
+    /// Returns the cached digest of `path` if its `stat` key is unchanged.
+    pub(crate) fn cached_digest(&self, path: &RelPath, key: &StatKey) -> Option<Digest> {
+        self.cache
+            .get(path)
+            .filter(|cached| cached.key == *key)
+            .map(|cached| cached.digest)
+    }
+
+    /// Records the digest of `path` for its current `stat` key.
+    pub(crate) fn remember(&mut self, path: RelPath, key: StatKey, digest: Digest) {
+        self.cache.insert(path, Cached { key, digest });
+    }
+
+    /// Replaces the cache with what a full scan found.
+    pub(crate) fn remember_scan(&mut self, scan: &Scan) {
+        self.cache = scan
+            .stat_keys
+            .iter()
+            .filter_map(|(path, key)| {
+                let digest = scan.manifest.get(path)?.digest?;
+                Some((path.clone(), Cached { key: *key, digest }))
+            })
+            .collect();
+    }
+}
+
+/// Returns the parsed content of `file`, or `None` when it does not exist.
+fn read_json<T: DeserializeOwned>(file: &Path) -> Result<Option<T>> {
+    let text = match std::fs::read(file) {
+        Ok(text) => text,
+        Err(err) if err.kind() == ErrorKind::NotFound => return Ok(None),
+        Err(err) => return Err(err).with_context(|| format!("reading {}", file.display())),
+    };
+    let value =
+        serde_json::from_slice(&text).with_context(|| format!("parsing {}", file.display()))?;
+    Ok(Some(value))
+}
+
+fn check_format(file: &Path, format: u32) -> Result<()> {
+    anyhow::ensure!(
+        format == FORMAT,
+        "{} has format {format}, this rfs-sync reads format {FORMAT}",
+        file.display()
+    );
+    Ok(())
+}
+
+/// An advisory lock on the state directory, held for a whole run so that a
+/// timer-driven update and a manual commit never interleave.
+#[derive(Debug)]
+pub(crate) struct RunLock {
+    _file: File,
+}
+
+impl RunLock {
+    /// Takes the lock, waiting while another rfs-sync holds it.
+    ///
+    /// # Errors
+    ///
+    /// Fails when the lock file cannot be created or locked.
+    pub(crate) async fn acquire(paths: &Paths) -> Result<Self> {
+        durable::create_private_dir(&paths.state_dir)?;
+        let path = paths.run_lock_file();
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .with_context(|| format!("opening {}", path.display()))?;
+        if file.try_lock().is_err() {
+            tracing::warn!(path = %path.display(), "another rfs-sync is running, waiting");
+            // Blocking on the lock would stall a runtime worker.
+            let file = file
+                .try_clone()
+                .context("duplicating the lock file handle")?;
+            tokio::task::spawn_blocking(move || file.lock())
+                .await
+                .context("waiting for the run lock")?
+                .with_context(|| format!("locking {}", path.display()))?;
+        }
+        Ok(Self { _file: file })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rfs_core::Entry;
+
+    use super::*;
+
+    fn rel(path: &str) -> RelPath {
+        RelPath::new(path).unwrap()
+    }
+
+    fn load(paths: &Paths) -> State {
+        let mut state = State::load_version(paths).unwrap();
+        state.complete(paths).unwrap();
+        state
+    }
+
+    #[test]
+    fn state_round_trips_through_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = Paths::resolve(dir.path());
+        let mut state = State::fresh();
+        state.base_version = 7;
+        state
+            .base
+            .insert(Entry::file(rel("world"), 0o644, 1, Digest::of(b"w")));
+        let key = StatKey {
+            size: 1,
+            mtime_ns: 1_700_000_000_123_456_789,
+            ctime_ns: -5,
+            inode: 42,
+            device: 2049,
+        };
+        state.remember(rel("world"), key, Digest::of(b"w"));
+
+        state.save(&paths).unwrap();
+
+        assert_eq!(load(&paths), state);
+    }
+
+    #[test]
+    fn the_version_alone_is_read_without_the_manifest() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = Paths::resolve(dir.path());
+        let mut state = State::fresh();
+        state.base_version = 3;
+        state
+            .base
+            .insert(Entry::file(rel("world"), 0o644, 1, Digest::of(b"w")));
+        state.save(&paths).unwrap();
+
+        let mut partial = State::load_version(&paths).unwrap();
+
+        assert_eq!(partial.base_version, 3);
+        assert!(partial.base.is_empty());
+        assert!(partial.save(&paths).is_err());
+        partial.complete(&paths).unwrap();
+        assert_eq!(partial, state);
+    }
+
+    #[test]
+    fn a_missing_state_file_means_a_fresh_client() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = load(&Paths::resolve(dir.path()));
+        assert_eq!(state.base_version, 0);
+        assert!(state.base.is_empty());
+    }
+
+    #[test]
+    fn a_changed_stat_key_misses_the_cache() {
+        let mut state = State::fresh();
+        let key = StatKey {
+            size: 1,
+            mtime_ns: 1,
+            ctime_ns: 1,
+            inode: 1,
+            device: 1,
+        };
+        state.remember(rel("world"), key, Digest::of(b"w"));
+
+        let touched = StatKey { ctime_ns: 2, ..key };
+
+        assert_eq!(
+            state.cached_digest(&rel("world"), &key),
+            Some(Digest::of(b"w"))
+        );
+        assert_eq!(state.cached_digest(&rel("world"), &touched), None);
+    }
+}
