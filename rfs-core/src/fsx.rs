@@ -42,7 +42,7 @@ static OPENAT2_MISSING: AtomicBool = AtomicBool::new(false);
 #[derive(Debug, thiserror::Error)]
 pub enum FsError {
     /// An I/O call failed.
-    #[error("{op} {path:?}: {source}")]
+    #[error("{op} {path:?}")]
     Io {
         /// The operation that failed.
         op: &'static str,

@@ -1,17 +1,21 @@
 //! The administration service `rfs.v1.Admin`, served only on the local Unix
 //! socket, whose file permissions (root only) are its access control.
 
+use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::UNIX_EPOCH;
 
 use proto::pb;
-use rfs_core::{DEFAULT_VOLUME, KeyHash};
+use rfs_core::{ChangeSet, DEFAULT_VOLUME, KeyHash};
+use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
 use crate::error::ServiceError;
 use crate::grants::{AddressPattern, Grant};
-use crate::service::convert::{holder_to_pb, record_to_pb};
+use crate::service::convert::{digest_from_pb, entry_to_pb, holder_to_pb, record_to_pb};
 use crate::state::ServerState;
+use crate::volume::Volume;
 
 /// The implementation of `rfs.v1.Admin`.
 #[derive(Debug, Clone)]
@@ -28,6 +32,107 @@ impl AdminService {
 
 #[tonic::async_trait]
 impl pb::admin_server::Admin for AdminService {
+    type ReadObjectsStream = Pin<Box<dyn Stream<Item = Result<pb::ObjectChunk, Status>> + Send>>;
+
+    async fn show(
+        &self,
+        request: Request<pb::ShowRequest>,
+    ) -> Result<Response<pb::ShowReply>, Status> {
+        let request = request.into_inner();
+        let volume = volume_name(&request.volume);
+        self.state.volume(&volume)?;
+
+        let version = request.version;
+        let (record, manifest) = self
+            .state
+            .blocking(move |state| {
+                Ok((
+                    state.store.record(&volume, version)?,
+                    state.store.manifest_at(&volume, version)?,
+                ))
+            })
+            .await?;
+        let entries = manifest.iter().map(entry_to_pb).collect();
+        Ok(Response::new(pb::ShowReply {
+            record: Some(record_to_pb(&record)),
+            entries,
+        }))
+    }
+
+    async fn diff(
+        &self,
+        request: Request<pb::DiffRequest>,
+    ) -> Result<Response<pb::DiffReply>, Status> {
+        let request = request.into_inner();
+        let volume = volume_name(&request.volume);
+        self.state.volume(&volume)?;
+
+        let (from, to) = (request.from_version, request.to_version);
+        let (old, new) = self
+            .state
+            .blocking(move |state| {
+                Ok((
+                    state.store.manifest_at(&volume, from)?,
+                    state.store.manifest_at(&volume, to)?,
+                ))
+            })
+            .await?;
+        let changes = ChangeSet::between(&old, &new);
+        Ok(Response::new(pb::DiffReply {
+            added: changes.added.iter().map(entry_to_pb).collect(),
+            modified: changes.modified.iter().map(entry_to_pb).collect(),
+            deleted: changes.deleted.iter().map(entry_to_pb).collect(),
+        }))
+    }
+
+    async fn rollback(
+        &self,
+        request: Request<pb::RollbackRequest>,
+    ) -> Result<Response<pb::RollbackReply>, Status> {
+        let request = request.into_inner();
+        let volume = self.state.volume(&volume_name(&request.volume))?;
+
+        let _writer = volume.writer.lock().await;
+        let job_volume = volume.clone();
+        let version = request.version;
+        let record = self
+            .state
+            .blocking(move |state| Ok(job_volume.rollback(state.store.as_ref(), version)?))
+            .await?;
+        Ok(Response::new(pb::RollbackReply {
+            version: record.version,
+            record: Some(record_to_pb(&record)),
+        }))
+    }
+
+    async fn verify(
+        &self,
+        _request: Request<pb::VerifyRequest>,
+    ) -> Result<Response<pb::VerifyReply>, Status> {
+        let volumes: Vec<Arc<Volume>> = self.state.volumes.values().cloned().collect();
+        let report = self
+            .state
+            .blocking(move |state| Ok(crate::verify::run(state.store.as_ref(), &volumes)?))
+            .await?;
+        Ok(Response::new(verify_to_pb(report)))
+    }
+
+    async fn read_objects(
+        &self,
+        request: Request<pb::DownloadRequest>,
+    ) -> Result<Response<Self::ReadObjectsStream>, Status> {
+        let request = request.into_inner();
+        let digests = request
+            .digests
+            .iter()
+            .map(|bytes| digest_from_pb(bytes))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Response::new(crate::service::objects::stream_objects(
+            self.state.clone(),
+            digests,
+        )))
+    }
+
     async fn status(
         &self,
         _request: Request<pb::StatusRequest>,
@@ -46,6 +151,9 @@ impl pb::admin_server::Admin for AdminService {
                 head_version: head.map_or(0, |record| record.version),
                 entries: head.map_or(0, |record| record.entries),
                 lock: volume.lock_holder().map(|held| holder_to_pb(&held)),
+                watching: volume.watch.running.load(Ordering::Relaxed),
+                last_full_scan_unix: volume.watch.last_full_scan().map_or(0, unix),
+                lost_events: volume.watch.lost_events.load(Ordering::Relaxed),
             });
         }
 
@@ -179,6 +287,24 @@ impl AdminService {
             .collect();
         clients.sort_by(|a, b| a.address.cmp(&b.address));
         clients
+    }
+}
+
+/// Returns the protocol form of a verification report.
+pub(crate) fn verify_to_pb(report: crate::verify::VerifyReport) -> pb::VerifyReply {
+    pb::VerifyReply {
+        problems: report.problems,
+        objects_checked: report.objects_checked,
+        versions_checked: report.versions_checked,
+        files_checked: report.files_checked,
+    }
+}
+
+fn volume_name(volume: &str) -> String {
+    if volume.is_empty() {
+        DEFAULT_VOLUME.to_owned()
+    } else {
+        volume.to_owned()
     }
 }
 

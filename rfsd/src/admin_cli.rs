@@ -234,7 +234,12 @@ async fn client_remove(
     ))
 }
 
-async fn connect(socket: &Path) -> Result<AdminClient<Channel>> {
+/// Returns a client of the daemon's administration socket.
+///
+/// # Errors
+///
+/// Fails when nothing answers on the socket.
+pub(crate) async fn connect(socket: &Path) -> Result<AdminClient<Channel>> {
     let path: PathBuf = socket.to_owned();
     let channel = Endpoint::from_static("http://rfsd.admin")
         .connect_with_connector(tower::service_fn(move |_| {
@@ -251,7 +256,8 @@ async fn connect(socket: &Path) -> Result<AdminClient<Channel>> {
     Ok(AdminClient::new(channel).max_decoding_message_size(64 * 1024 * 1024))
 }
 
-fn version_json(record: &pb::VersionRecord) -> serde_json::Value {
+/// Returns the JSON form of a version record.
+pub(crate) fn version_json(record: &pb::VersionRecord) -> serde_json::Value {
     let origin = record.origin.clone().unwrap_or_default();
     json!({
         "version": record.version,

@@ -49,6 +49,68 @@ pub enum Command {
     Log(LogArgs),
     /// Print the server's key hash (64 hex digits) and nothing else.
     Keyhash,
+    /// Show the manifest of a version.
+    Show(ShowArgs),
+    /// Show what changed between two versions.
+    Diff(DiffArgs),
+    /// Make a new version equal to an old one and write it to the live tree
+    /// (history is never rewritten).
+    Rollback(ShowArgs),
+    /// Check every stored object, every version's objects, and each live
+    /// tree against its head; exit 1 on any difference. Works with the
+    /// daemon stopped too.
+    Verify(JsonArgs),
+    /// Write the files of a version into an empty directory.
+    Export(ExportArgs),
+}
+
+/// Options of `show` and `rollback`.
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// The version number.
+    #[arg(value_name = "VERSION")]
+    pub number: u64,
+
+    /// The volume.
+    #[arg(long, default_value = rfs_core::DEFAULT_VOLUME)]
+    pub volume: String,
+
+    /// Print JSON instead of text for people.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Options of `diff`.
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    /// The older version.
+    pub from: u64,
+
+    /// The newer version.
+    pub to: u64,
+
+    /// The volume.
+    #[arg(long, default_value = rfs_core::DEFAULT_VOLUME)]
+    pub volume: String,
+
+    /// Print JSON instead of text for people.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Options of `export`.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// The version number.
+    #[arg(value_name = "VERSION")]
+    pub number: u64,
+
+    /// The directory to write into; it must not exist or be empty.
+    pub dir: PathBuf,
+
+    /// The volume.
+    #[arg(long, default_value = rfs_core::DEFAULT_VOLUME)]
+    pub volume: String,
 }
 
 /// Settings of the daemon.
@@ -94,6 +156,16 @@ pub struct ServeArgs {
     /// How long a commit lock lasts unless the client renews it, e.g. `30s`.
     #[arg(long, env = "RFSD_LOCK_LEASE", value_name = "DURATION")]
     pub lock_lease: Option<String>,
+
+    /// How long a changed file on the host must stay untouched before it is
+    /// recorded, e.g. `500ms`.
+    #[arg(long, env = "RFSD_WATCH_QUIET", value_name = "DURATION")]
+    pub watch_quiet: Option<String>,
+
+    /// How often each volume is rescanned in full, whatever the watcher
+    /// reported, e.g. `10m`.
+    #[arg(long, env = "RFSD_FULL_SCAN_INTERVAL", value_name = "DURATION")]
+    pub full_scan_interval: Option<String>,
 
     /// The largest file a volume may hold, in bytes.
     #[arg(long, env = "RFSD_MAX_FILE_SIZE", value_name = "BYTES")]
@@ -192,4 +264,16 @@ pub struct LogArgs {
     /// Print JSON instead of text for people.
     #[arg(long)]
     pub json: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn command_definitions_are_consistent() {
+        Cli::command().debug_assert();
+    }
 }

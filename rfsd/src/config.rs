@@ -12,6 +12,7 @@ use serde::Deserialize;
 use crate::cli::{Cli, ServeArgs};
 use crate::limits::Limits;
 use crate::lock::DEFAULT_LEASE;
+use crate::watch::WatchSettings;
 
 /// The configuration file read when none is named.
 pub const DEFAULT_CONFIG: &str = "/etc/rfsd/rfsd.toml";
@@ -67,6 +68,8 @@ pub struct Settings {
     pub lock_lease: Duration,
     /// Request limits.
     pub limits: Limits,
+    /// How changes made on the host are noticed.
+    pub watch: WatchSettings,
 }
 
 /// Every problem found in the settings.
@@ -90,6 +93,8 @@ struct FileSettings {
     max_file_size: Option<u64>,
     max_entries: Option<usize>,
     max_objects_per_commit: Option<usize>,
+    watch_quiet: Option<String>,
+    full_scan_interval: Option<String>,
 }
 
 impl Settings {
@@ -104,7 +109,13 @@ impl Settings {
         let mut problems = Vec::new();
         let file = load_file(cli.config.as_deref(), &mut problems);
 
-        let kmdata = pick(serve.kmdata.clone(), file.kmdata, DEFAULT_KMDATA);
+        // Subcommands other than `serve` take no --kmdata but still honour
+        // the variable, for the offline commands.
+        let kmdata_flag = serve
+            .kmdata
+            .clone()
+            .or_else(|| std::env::var_os("NFAST_KMDATA").map(PathBuf::from));
+        let kmdata = pick(kmdata_flag, file.kmdata, DEFAULT_KMDATA);
         let listen_text = if serve.listen.is_empty() {
             file.listen.unwrap_or_default()
         } else {
@@ -121,12 +132,27 @@ impl Settings {
                 LogFormat::Text
             }
         };
-        let lock_lease = match serve.lock_lease.clone().or(file.lock_lease) {
-            None => DEFAULT_LEASE,
-            Some(text) => parse_duration(&text).unwrap_or_else(|err| {
-                problems.push(format!("lock lease: {err}"));
-                DEFAULT_LEASE
-            }),
+        let lock_lease = duration_setting(
+            "lock lease",
+            serve.lock_lease.clone().or(file.lock_lease),
+            DEFAULT_LEASE,
+            &mut problems,
+        );
+        let watch_defaults = WatchSettings::default();
+        let watch = WatchSettings {
+            quiet: duration_setting(
+                "watch quiet period",
+                serve.watch_quiet.clone().or(file.watch_quiet),
+                watch_defaults.quiet,
+                &mut problems,
+            ),
+            full_scan_interval: duration_setting(
+                "full scan interval",
+                serve.full_scan_interval.clone().or(file.full_scan_interval),
+                watch_defaults.full_scan_interval,
+                &mut problems,
+            ),
+            ..watch_defaults
         };
         let extra = if serve.volumes.is_empty() {
             file.volumes.unwrap_or_default()
@@ -163,6 +189,7 @@ impl Settings {
             volumes,
             lock_lease,
             limits,
+            watch,
         };
         if problems.is_empty() {
             Ok(settings)
@@ -198,6 +225,21 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         return Err(format!("{text:?} is zero"));
     }
     Ok(duration)
+}
+
+fn duration_setting(
+    name: &str,
+    text: Option<String>,
+    default: Duration,
+    problems: &mut Vec<String>,
+) -> Duration {
+    match text {
+        None => default,
+        Some(text) => parse_duration(&text).unwrap_or_else(|err| {
+            problems.push(format!("{name}: {err}"));
+            default
+        }),
+    }
 }
 
 fn load_file(named: Option<&Path>, problems: &mut Vec<String>) -> FileSettings {

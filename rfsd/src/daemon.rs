@@ -113,6 +113,7 @@ pub async fn prepare(settings: &Settings) -> Result<Prepared> {
         started: SystemTime::now(),
         listen: Mutex::new(listen),
         state_dir: settings.state_dir.clone(),
+        watch: settings.watch,
     };
     Ok(Prepared {
         state: Arc::new(state),

@@ -58,6 +58,7 @@ pub fn prepare(args: &DemoArgs) -> Result<Settings> {
         }],
         lock_lease: DEFAULT_LEASE,
         limits: Limits::default(),
+        watch: crate::watch::WatchSettings::default(),
     })
 }
 

@@ -23,7 +23,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 #[derive(Debug, thiserror::Error)]
 pub enum GrantError {
     /// The file could not be read or written.
-    #[error("clients file {path}: {source}")]
+    #[error("clients file {path}")]
     Io {
         /// The clients file.
         path: PathBuf,

@@ -10,7 +10,7 @@ use anyhow::Result;
 use clap::Parser;
 use rfsd::cli::{Cli, Command, ServeArgs};
 use rfsd::config::{ConfigErrors, LogFormat, Settings};
-use rfsd::{admin_cli, daemon, demo, server, tls};
+use rfsd::{admin_cli, daemon, demo, history_cli, server, tls};
 use sd_notify::NotifyState;
 use tokio::signal::unix::{SignalKind, signal};
 use tracing_subscriber::EnvFilter;
@@ -56,6 +56,20 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Command::Status(args) => print(admin_cli::status(&admin_socket(&cli)?, args.json).await?),
         Command::Log(args) => print(admin_cli::log(&admin_socket(&cli)?, args).await?),
+        Command::Show(args) => print(history_cli::show(&admin_socket(&cli)?, args).await?),
+        Command::Diff(args) => print(history_cli::diff(&admin_socket(&cli)?, args).await?),
+        Command::Rollback(args) => print(history_cli::rollback(&admin_socket(&cli)?, args).await?),
+        Command::Export(args) => print(history_cli::export(&admin_socket(&cli)?, args).await?),
+        Command::Verify(args) => {
+            let settings = Settings::resolve(&cli, &ServeArgs::default())?;
+            let (output, ok) = history_cli::verify(&settings, args.json).await?;
+            print(output)?;
+            if ok {
+                Ok(())
+            } else {
+                Err(anyhow::anyhow!("verification found problems"))
+            }
+        }
     }
 }
 

@@ -54,6 +54,7 @@ pub async fn run(
 ) -> Result<()> {
     let (stop_tx, stop_rx) = watch::channel(false);
     let sweeper = tokio::spawn(sweep_locks(state.clone(), stop_rx.clone()).in_current_span());
+    let watchers = crate::watch::spawn_all(&state, state.watch, &stop_rx);
 
     let client_server = serve_clients(state.clone(), listeners.tcp, tls, stopped(stop_rx.clone()));
     let admin_server = serve_admin(state.clone(), listeners.admin, stopped(stop_rx));
@@ -67,6 +68,9 @@ pub async fn run(
     let client_result = client_task.await.context("client server task failed")?;
     let admin_result = admin_task.await.context("admin server task failed")?;
     sweeper.abort();
+    for watcher in watchers {
+        let _ = watcher.await;
+    }
     client_result.context("client service")?;
     admin_result.context("administration service")
 }

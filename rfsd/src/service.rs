@@ -8,7 +8,7 @@ pub(crate) mod convert;
 mod head;
 mod identify;
 mod locking;
-mod objects;
+pub(crate) mod objects;
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -22,7 +22,7 @@ use crate::error::ServiceError;
 use crate::state::ServerState;
 
 /// A boxed stream of replies.
-type ReplyStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+pub(crate) type ReplyStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
 /// The implementation of `rfs.v1.Rfs`.
 #[derive(Debug, Clone)]

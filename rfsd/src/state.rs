@@ -13,6 +13,7 @@ use crate::grants::{Grants, Peer, Rights, grant_hint};
 use crate::limits::Limits;
 use crate::store::Store;
 use crate::volume::Volume;
+use crate::watch::WatchSettings;
 
 /// What a request needs on its volume.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,6 +47,8 @@ pub struct ServerState {
     pub listen: Mutex<Vec<String>>,
     /// The state directory.
     pub state_dir: PathBuf,
+    /// How the volume watchers behave.
+    pub watch: WatchSettings,
 }
 
 impl std::fmt::Debug for dyn Store {

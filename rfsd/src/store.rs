@@ -85,6 +85,20 @@ pub struct Changes {
     pub deleted: Vec<RelPath>,
 }
 
+/// What [`Store::verify`] found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StoreCheck {
+    /// How many objects were re-hashed.
+    pub objects_checked: u64,
+    /// How many versions were checked for their objects.
+    pub versions_checked: u64,
+    /// Objects whose content no longer matches their digest, with the
+    /// versions (volume, number) whose manifests use them.
+    pub corrupt: Vec<(Digest, Vec<(String, u64)>)>,
+    /// Objects that versions use but the store lacks, with those versions.
+    pub missing: Vec<(Digest, Vec<(String, u64)>)>,
+}
+
 /// A request to record a new version.
 #[derive(Debug, Clone)]
 pub struct NewVersion {
@@ -163,6 +177,16 @@ pub trait Store: Send + Sync + 'static {
     /// Returns the head's entry at each of `paths` (`None` where absent),
     /// costing one lookup per path.
     fn head_entries(&self, volume: &str, paths: &[RelPath]) -> Result<Vec<Option<Entry>>>;
+
+    /// Returns the manifest of any recorded version.
+    fn manifest_at(&self, volume: &str, version: u64) -> Result<Manifest>;
+
+    /// Returns the record of one version.
+    fn record(&self, volume: &str, version: u64) -> Result<VersionRecord>;
+
+    /// Re-hashes every stored object and checks that every version's
+    /// objects are stored.
+    fn verify(&self) -> Result<StoreCheck>;
 
     /// Returns the newest `limit` version records (all for 0), newest first.
     fn log(&self, volume: &str, limit: usize) -> Result<Vec<VersionRecord>>;

@@ -20,6 +20,7 @@ use tokio::time::Instant;
 
 use crate::lock::{Held, LockSlot};
 use crate::store::{NewVersion, Origin, OriginSource, Store, VersionRecord};
+use crate::watch::WatchHealth;
 
 /// How many bytes of objects one store transaction takes during an import.
 const IMPORT_BATCH_BYTES: usize = 32 * 1024 * 1024;
@@ -38,6 +39,8 @@ pub struct Volume {
     pub lock: Mutex<LockSlot>,
     /// Limits for scans of the live tree.
     pub limits: ScanLimits,
+    /// The state of the volume's watcher, for `status`.
+    pub watch: WatchHealth,
 }
 
 impl Volume {
@@ -49,6 +52,7 @@ impl Volume {
             writer: tokio::sync::Mutex::new(()),
             lock: Mutex::new(LockSlot::default()),
             limits,
+            watch: WatchHealth::default(),
         }
     }
 
@@ -75,12 +79,38 @@ impl Volume {
             return Ok(());
         }
 
+        self.rescan(store)
+    }
+
+    /// Scans the whole live tree and records any difference from the head
+    /// as one version of origin "local".
+    ///
+    /// # Errors
+    ///
+    /// Fails on store or file-system errors.
+    pub fn rescan(&self, store: &dyn Store) -> Result<()> {
+        let head = store.head(&self.name)?.unwrap_or(0);
         let head_manifest = store.head_manifest(&self.name)?;
         let record = self.record_local(store, OriginSource::Local, &head_manifest)?;
         if record.version > head {
-            tracing::info!(volume = %self.name, version = record.version, "recorded changes made while rfsd was stopped");
+            tracing::info!(volume = %self.name, version = record.version, added = record.added, modified = record.modified, deleted = record.deleted, "recorded changes made on the host");
         }
         Ok(())
+    }
+
+    /// Records the live state of `paths`, where it differs from the head, as
+    /// a version of origin "local".
+    ///
+    /// # Errors
+    ///
+    /// Fails on store or file-system errors.
+    pub fn capture_paths(
+        &self,
+        store: &dyn Store,
+        paths: &[RelPath],
+    ) -> Result<Option<VersionRecord>> {
+        let head = store.head_entries(&self.name, paths)?;
+        self.capture_foreign(store, &head, paths)
     }
 
     /// Records the paths of a change set whose live files no longer match
@@ -167,6 +197,40 @@ impl Volume {
             self.dir.sync_dir(dir.as_ref())?;
         }
         Ok(())
+    }
+
+    /// Records a new version equal to `version` and writes it to the live
+    /// tree. History is never rewritten: the old versions stay.
+    ///
+    /// # Errors
+    ///
+    /// Fails when the version does not exist, or on store or file-system
+    /// errors.
+    pub fn rollback(&self, store: &dyn Store, version: u64) -> Result<VersionRecord> {
+        let target = store.manifest_at(&self.name, version)?;
+        let head = store.head_manifest(&self.name)?;
+        let changes = ChangeSet::between(&head, &target);
+        let changed: Vec<Entry> = changes.upserts().cloned().collect();
+        let deleted: Vec<RelPath> = changes
+            .deleted
+            .into_iter()
+            .map(|entry| entry.path)
+            .collect();
+
+        let mut origin = local_origin(OriginSource::Local);
+        origin.reason = format!("rollback to version {version}");
+        let request = NewVersion {
+            volume: self.name.clone(),
+            base: None,
+            changed: changed.clone(),
+            deleted: deleted.clone(),
+            origin,
+        };
+        let record = store.commit(request)?;
+        self.apply(store, &changed, &deleted)?;
+        store.set_applied(&self.name, record.version)?;
+        tracing::info!(volume = %self.name, version = record.version, to = version, "rolled back");
+        Ok(record)
     }
 
     /// Writes `.nft-lock` to show who holds the lock.

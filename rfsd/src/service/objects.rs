@@ -35,10 +35,18 @@ pub(super) fn download(
     state.authorize(&conn, &request.volume, Need::Read)?;
     let digests = digests_from_pb(&request.digests, state.limits.max_digests_per_request)?;
 
+    Ok(stream_objects(state.clone(), digests))
+}
+
+/// Returns a stream of the chunks of `digests`, in order, read from the
+/// store a few chunks ahead of the receiver.
+pub(crate) fn stream_objects(
+    state: Arc<ServerState>,
+    digests: Vec<Digest>,
+) -> ReplyStream<pb::ObjectChunk> {
     let (tx, rx) = mpsc::channel(DOWNLOAD_BUFFER);
-    let state = state.clone();
     tokio::spawn(send_objects(state, digests, tx).in_current_span());
-    Ok(Box::pin(ReceiverStream::new(rx)))
+    Box::pin(ReceiverStream::new(rx))
 }
 
 pub(super) async fn missing(

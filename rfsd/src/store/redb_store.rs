@@ -21,7 +21,9 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTran
 use rfs_core::{Digest, Entry, EntryKind, Manifest, RelPath};
 
 use super::codec::{self, Stored};
-use super::{Changes, NewVersion, Result, Store, StoreError, VersionRecord, count_changes};
+use super::{
+    Changes, NewVersion, Result, Store, StoreCheck, StoreError, VersionRecord, count_changes,
+};
 
 type LiveTable<'txn> = redb::Table<'txn, (&'static str, &'static str), &'static [u8]>;
 
@@ -219,6 +221,84 @@ impl Store for RedbStore {
         Ok(entries)
     }
 
+    fn manifest_at(&self, volume: &str, version: u64) -> Result<Manifest> {
+        let txn = self.db.begin_read().map_err(db_err)?;
+        let versions = txn.open_table(VERSIONS).map_err(db_err)?;
+        if version == 0 || versions.get((volume, version)).map_err(db_err)?.is_none() {
+            return Err(StoreError::VersionNotFound {
+                volume: volume.to_owned(),
+                version,
+            });
+        }
+
+        let changes = txn.open_table(CHANGES).map_err(db_err)?;
+        let mut manifest = Manifest::new();
+        for item in changes
+            .range((volume, 1, "")..(volume, version + 1, ""))
+            .map_err(db_err)?
+        {
+            let (key, value) = item.map_err(db_err)?;
+            let (_, _, path) = key.value();
+            match codec::decode(path, value.value())?.entry {
+                Some(entry) => {
+                    manifest.insert(entry);
+                }
+                None => {
+                    manifest.remove(&to_rel(path)?);
+                }
+            }
+        }
+        Ok(manifest)
+    }
+
+    fn record(&self, volume: &str, version: u64) -> Result<VersionRecord> {
+        let txn = self.db.begin_read().map_err(db_err)?;
+        let versions = txn.open_table(VERSIONS).map_err(db_err)?;
+        let guard = versions.get((volume, version)).map_err(db_err)?;
+        let guard = guard.ok_or_else(|| StoreError::VersionNotFound {
+            volume: volume.to_owned(),
+            version,
+        })?;
+        codec::decode_record(guard.value())
+    }
+
+    fn verify(&self) -> Result<StoreCheck> {
+        let txn = self.db.begin_read().map_err(db_err)?;
+        let objects = txn.open_table(OBJECTS).map_err(db_err)?;
+        let mut check = StoreCheck::default();
+        let mut corrupt = BTreeSet::new();
+        for item in objects.iter().map_err(db_err)? {
+            let (key, value) = item.map_err(db_err)?;
+            let digest = Digest::from(*key.value());
+            check.objects_checked += 1;
+            if Digest::of(value.value()) != digest {
+                corrupt.insert(digest);
+            }
+        }
+
+        let changes = txn.open_table(CHANGES).map_err(db_err)?;
+        let mut users = Users::default();
+        for item in changes.iter().map_err(db_err)? {
+            let (key, value) = item.map_err(db_err)?;
+            let (volume, version, path) = key.value();
+            let digest = codec::decode(path, value.value())?
+                .entry
+                .and_then(|entry| entry.digest);
+            users.step(volume, version, path, digest);
+        }
+        users.finish();
+        check.versions_checked = users.versions;
+
+        for (digest, versions) in users.by_digest {
+            if corrupt.contains(&digest) {
+                check.corrupt.push((digest, versions));
+            } else if objects.get(digest.as_bytes()).map_err(db_err)?.is_none() {
+                check.missing.push((digest, versions));
+            }
+        }
+        Ok(check)
+    }
+
     fn log(&self, volume: &str, limit: usize) -> Result<Vec<VersionRecord>> {
         let txn = self.db.begin_read().map_err(db_err)?;
         let versions = txn.open_table(VERSIONS).map_err(db_err)?;
@@ -310,6 +390,57 @@ impl Store for RedbStore {
         };
         txn.commit().map_err(db_err)?;
         Ok(token)
+    }
+}
+
+/// Folds the `changes` table in key order (volume, version, path) to find
+/// which versions' manifests use each object.
+#[derive(Default)]
+struct Users {
+    current: Option<(String, u64)>,
+    paths: BTreeMap<String, Digest>,
+    by_digest: BTreeMap<Digest, Vec<(String, u64)>>,
+    versions: u64,
+}
+
+impl Users {
+    fn step(&mut self, volume: &str, version: u64, path: &str, digest: Option<Digest>) {
+        let same_volume = self
+            .current
+            .as_ref()
+            .is_some_and(|(current, _)| current == volume);
+        if self
+            .current
+            .as_ref()
+            .is_some_and(|(_, current)| *current != version)
+            || !same_volume
+        {
+            self.finish();
+        }
+        if !same_volume {
+            self.paths.clear();
+        }
+        self.current = Some((volume.to_owned(), version));
+        match digest {
+            Some(digest) => self.paths.insert(path.to_owned(), digest),
+            None => self.paths.remove(path),
+        };
+    }
+
+    /// Credits every object in the current manifest to the current version.
+    fn finish(&mut self) {
+        let Some((volume, version)) = self.current.take() else {
+            return;
+        };
+        self.versions += 1;
+        let in_use: BTreeSet<Digest> = self.paths.values().copied().collect();
+        for digest in in_use {
+            self.by_digest
+                .entry(digest)
+                .or_default()
+                .push((volume.clone(), version));
+        }
+        self.current = Some((volume, version));
     }
 }
 

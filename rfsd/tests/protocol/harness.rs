@@ -153,6 +153,7 @@ fn settings(root: &Path, local: PathBuf) -> Settings {
             max_file_size: 1024 * 1024,
             ..Limits::default()
         },
+        watch: rfsd::watch::WatchSettings::default(),
     }
 }
 
