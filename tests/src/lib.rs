@@ -22,6 +22,8 @@
 
 #![warn(missing_docs)]
 
+use std::time::Duration;
+
 mod binaries;
 mod client;
 mod grant;
@@ -35,6 +37,28 @@ pub use crate::grant::Grant;
 pub use crate::process::{COMMAND_LIMIT, RunResult};
 pub use crate::server::{KEEP_VAR, Server, ServerBuilder, Shutdown};
 pub use crate::tree::{assert_same_tree, assert_tree_holds, tree_diff};
+
+/// Calls `check` until it returns `Some`, at most `limit / step` times with
+/// `step` between calls, and returns what it returned; `None` when the
+/// limit passed. For waiting on the daemon's own pace (a change on the host
+/// becoming a version), never for readiness, which the notify protocol
+/// reports.
+pub fn poll<T>(limit: Duration, step: Duration, mut check: impl FnMut() -> Option<T>) -> Option<T> {
+    let tries = (limit.as_millis() / step.as_millis().max(1)).max(1);
+    for _ in 0..tries {
+        if let Some(found) = check() {
+            return Some(found);
+        }
+        pause(step);
+    }
+    check()
+}
+
+// The end-to-end tests are plain threads: no async runtime to block.
+#[allow(clippy::disallowed_methods)]
+fn pause(step: Duration) {
+    std::thread::sleep(step);
+}
 
 /// Returns the strings of a JSON array, such as the `"added"` list of an
 /// `rfs-sync --json` result; panics if `value` is not an array of strings.

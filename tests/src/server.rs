@@ -267,6 +267,50 @@ impl Server {
         }
     }
 
+    /// Stops the daemon with SIGTERM but keeps its directories, so a test
+    /// can change them while it is down; [`Server::restart`] starts it again.
+    pub fn halt(&mut self) -> ExitStatus {
+        let child = self
+            .child
+            .take()
+            .expect("the server is running until halted");
+        let status = process::terminate(child, STOP_GRACE);
+        self.drain_notifications();
+        status
+    }
+
+    /// Starts a halted daemon again on the same directories and waits until
+    /// it is ready.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "restart needs a halted server");
+        self.notify
+            .set_nonblocking(false)
+            .expect("making the readiness socket blocking");
+        self.child = Some(spawn_daemon(binaries(), &self.paths, self.plaintext));
+        self.port = self.wait_until_ready();
+    }
+
+    /// Returns the daemon's state directory.
+    pub fn state_dir(&self) -> &Path {
+        &self.paths.state
+    }
+
+    /// Runs `rfsd ARGS` with this server's state directory, administration
+    /// socket and kmdata root, so that commands also work while the daemon
+    /// is halted.
+    pub fn rfsd(&self, args: &[&str]) -> RunResult {
+        let mut command = Command::new(&binaries().rfsd);
+        command
+            .args(args)
+            .arg("--state-dir")
+            .arg(&self.paths.state)
+            .arg("--admin-socket")
+            .arg(&self.paths.admin_socket);
+        clean_env(&mut command);
+        command.env("NFAST_KMDATA", &self.paths.kmdata);
+        process::run(command, COMMAND_LIMIT)
+    }
+
     /// Blocks until the daemon sends `READY=1` with its listening address,
     /// and returns the port.
     fn wait_until_ready(&mut self) -> u16 {
@@ -440,7 +484,12 @@ impl ServerPaths {
 
 /// Spawns `rfsd serve` with its output going to the log file.
 fn spawn_daemon(binaries: &Binaries, paths: &ServerPaths, plaintext: bool) -> Child {
-    let log = File::create(&paths.log).expect("creating rfsd.log");
+    // Appending keeps the log of an earlier run of a restarted server.
+    let log = File::options()
+        .create(true)
+        .append(true)
+        .open(&paths.log)
+        .expect("opening rfsd.log");
     let log_for_stdout = log.try_clone().expect("duplicating the log file handle");
     let filter = std::env::var("RFS_TEST_LOG").unwrap_or_else(|_| DEFAULT_LOG_FILTER.into());
 

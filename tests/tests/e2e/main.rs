@@ -18,3 +18,7 @@ mod json_output;
 mod transport;
 // The daemon's first version and its clean shutdown on SIGTERM.
 mod lifecycle;
+// Files written on the RFS host by other programs become versions.
+mod host_changes;
+// History: rollback, verify (online and offline) and export.
+mod history;
