@@ -60,6 +60,15 @@ impl ChangeSet {
         upserts.chain(&self.deleted).map(|entry| &entry.path)
     }
 
+    /// Returns the change set as the entries to write (added and modified)
+    /// and the paths to delete.
+    pub fn into_parts(self) -> (Vec<Entry>, Vec<RelPath>) {
+        let mut upserts = self.added;
+        upserts.extend(self.modified);
+        let deleted = self.deleted.into_iter().map(|entry| entry.path).collect();
+        (upserts, deleted)
+    }
+
     /// Returns the added and modified entries together.
     pub fn upserts(&self) -> impl Iterator<Item = &Entry> {
         self.added.iter().chain(&self.modified)

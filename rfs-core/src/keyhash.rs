@@ -22,6 +22,13 @@ impl KeyHash {
         Self(Sha256::digest(spki_der).into())
     }
 
+    /// Returns the key hash of a DER-encoded X.509 certificate, or `None`
+    /// when it cannot be parsed.
+    pub fn of_certificate(cert_der: &[u8]) -> Option<Self> {
+        let (_, cert) = x509_parser::parse_x509_certificate(cert_der).ok()?;
+        Some(Self::of_spki(cert.public_key().raw))
+    }
+
     /// Parses a key hash as operators write it: 64 hexadecimal digits, any
     /// case. Forty or sixty-four zeros (the vendor's "no key") give `None`.
     ///

@@ -28,9 +28,7 @@ pub(crate) type Presented = Arc<Mutex<Option<KeyHash>>>;
 ///
 /// Fails when the certificate cannot be parsed.
 pub(crate) fn cert_key_hash(der: &[u8]) -> Result<KeyHash> {
-    let (_, cert) = x509_parser::parse_x509_certificate(der)
-        .map_err(|err| anyhow::anyhow!("parsing certificate: {err}"))?;
-    Ok(KeyHash::of_spki(cert.public_key().raw))
+    KeyHash::of_certificate(der).ok_or_else(|| anyhow::anyhow!("the certificate cannot be parsed"))
 }
 
 /// Returns the rustls client configuration: TLS 1.3 only, ring provider,

@@ -85,8 +85,7 @@ impl Identity {
 /// Returns the key hash of a DER certificate: SHA-256 of its
 /// SubjectPublicKeyInfo.
 pub fn key_hash_of_cert(cert: &CertificateDer<'_>) -> Option<KeyHash> {
-    let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref()).ok()?;
-    Some(KeyHash::of_spki(parsed.public_key().raw))
+    KeyHash::of_certificate(cert.as_ref())
 }
 
 fn paths(state_dir: &Path) -> (PathBuf, PathBuf) {

@@ -209,13 +209,7 @@ impl Volume {
     pub fn rollback(&self, store: &dyn Store, version: u64) -> Result<VersionRecord> {
         let target = store.manifest_at(&self.name, version)?;
         let head = store.head_manifest(&self.name)?;
-        let changes = ChangeSet::between(&head, &target);
-        let changed: Vec<Entry> = changes.upserts().cloned().collect();
-        let deleted: Vec<RelPath> = changes
-            .deleted
-            .into_iter()
-            .map(|entry| entry.path)
-            .collect();
+        let (changed, deleted) = ChangeSet::between(&head, &target).into_parts();
 
         let mut origin = local_origin(OriginSource::Local);
         origin.reason = format!("rollback to version {version}");
@@ -286,13 +280,7 @@ impl Volume {
         let head = store.head_manifest(&self.name)?;
         let scan = self.dir.scan(self.limits, cache_from(&head))?;
         self.remove_temp_files(&scan.temp_files);
-        let changes = ChangeSet::between(&scan.manifest, &head);
-        let changed: Vec<Entry> = changes.upserts().cloned().collect();
-        let deleted: Vec<RelPath> = changes
-            .deleted
-            .into_iter()
-            .map(|entry| entry.path)
-            .collect();
+        let (changed, deleted) = ChangeSet::between(&scan.manifest, &head).into_parts();
         self.apply(store, &changed, &deleted)
     }
 
@@ -310,14 +298,8 @@ impl Volume {
             tracing::warn!(volume = %self.name, path = %skipped.path, reason = ?skipped.reason, "not served");
         }
 
-        let changes = ChangeSet::between(base, &scan.manifest);
-        let changed: Vec<Entry> = changes.upserts().cloned().collect();
+        let (changed, deleted) = ChangeSet::between(base, &scan.manifest).into_parts();
         self.store_objects(store, &changed)?;
-        let deleted = changes
-            .deleted
-            .into_iter()
-            .map(|entry| entry.path)
-            .collect();
         let request = NewVersion {
             volume: self.name.clone(),
             base: None,

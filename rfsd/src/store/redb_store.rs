@@ -134,12 +134,7 @@ impl RedbStore {
         version: u64,
     ) -> Result<VersionRecord> {
         let versions = txn.open_table(VERSIONS).map_err(db_err)?;
-        let guard = versions.get((volume, version)).map_err(db_err)?;
-        let guard = guard.ok_or_else(|| StoreError::VersionNotFound {
-            volume: volume.to_owned(),
-            version,
-        })?;
-        codec::decode_record(guard.value())
+        read_record(&versions, volume, version)
     }
 }
 
@@ -254,12 +249,7 @@ impl Store for RedbStore {
     fn record(&self, volume: &str, version: u64) -> Result<VersionRecord> {
         let txn = self.db.begin_read().map_err(db_err)?;
         let versions = txn.open_table(VERSIONS).map_err(db_err)?;
-        let guard = versions.get((volume, version)).map_err(db_err)?;
-        let guard = guard.ok_or_else(|| StoreError::VersionNotFound {
-            volume: volume.to_owned(),
-            version,
-        })?;
-        codec::decode_record(guard.value())
+        read_record(&versions, volume, version)
     }
 
     fn verify(&self) -> Result<StoreCheck> {
@@ -569,6 +559,19 @@ fn check_shape(
         }
     }
     Ok(())
+}
+
+fn read_record(
+    versions: &impl ReadableTable<(&'static str, u64), &'static [u8]>,
+    volume: &str,
+    version: u64,
+) -> Result<VersionRecord> {
+    let guard = versions.get((volume, version)).map_err(db_err)?;
+    let guard = guard.ok_or_else(|| StoreError::VersionNotFound {
+        volume: volume.to_owned(),
+        version,
+    })?;
+    codec::decode_record(guard.value())
 }
 
 fn live_kind(live: &LiveTable<'_>, volume: &str, path: &RelPath) -> Result<Option<EntryKind>> {
