@@ -84,11 +84,21 @@ impl Client {
 
     /// Runs `rfs-sync --setup` like [`Client::setup`], with extra options.
     pub fn setup_with(&self, extra: &[&str]) -> RunResult {
+        self.run_setup("--no-authenticate", extra)
+    }
+
+    /// Runs `rfs-sync --setup --authenticate`: the client makes its own key
+    /// and presents it on every connection.
+    pub fn setup_authenticated(&self) -> RunResult {
+        self.run_setup("--authenticate", &["--json"])
+    }
+
+    fn run_setup(&self, authentication: &str, extra: &[&str]) -> RunResult {
         let port = self.port.to_string();
         let mut args = vec![
             "--setup",
             SERVER_ADDRESS,
-            "--no-authenticate",
+            authentication,
             "--port",
             &port,
             "--bind",

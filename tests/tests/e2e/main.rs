@@ -22,3 +22,5 @@ mod lifecycle;
 mod host_changes;
 // History: rollback, verify (online and offline) and export.
 mod history;
+// Clients trusted by their own key instead of their address.
+mod key_trust;
