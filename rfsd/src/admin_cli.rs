@@ -48,6 +48,11 @@ pub async fn status(socket: &Path, json: bool) -> Result<String> {
             json!({
                 "volume": volume.volume, "path": volume.path, "head_version": volume.head_version,
                 "entries": volume.entries, "lock": volume.lock.as_ref().map(holder_json),
+            "watcher": {
+                "running": volume.watching,
+                "last_full_scan": (volume.last_full_scan_unix > 0).then(|| unix_rfc3339(volume.last_full_scan_unix)),
+                "lost_events": volume.lost_events,
+            },
             })
         })
         .collect();
@@ -89,6 +94,19 @@ pub async fn status(socket: &Path, json: bool) -> Result<String> {
         out += &format!(
             "volume {}: v{} ({} entries) at {}; lock {lock}\n",
             volume.volume, volume.head_version, volume.entries, volume.path
+        );
+        let watcher = if volume.watching {
+            "running"
+        } else {
+            "NOT running"
+        };
+        let scanned = match volume.last_full_scan_unix {
+            0 => "never".to_owned(),
+            secs => unix_rfc3339(secs),
+        };
+        out += &format!(
+            "  watcher {watcher}; last full scan {scanned}; events lost {} times\n",
+            volume.lost_events
         );
     }
     for client in &reply.clients_seen {

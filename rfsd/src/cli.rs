@@ -111,6 +111,10 @@ pub struct ExportArgs {
     /// The volume.
     #[arg(long, default_value = rfs_core::DEFAULT_VOLUME)]
     pub volume: String,
+
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Settings of the daemon.

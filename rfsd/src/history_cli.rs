@@ -216,6 +216,10 @@ pub async fn export(socket: &Path, args: &ExportArgs) -> Result<String> {
         }
     }
     target.sync_filesystem()?;
+    if args.json {
+        let value = json!({ "volume": args.volume, "version": args.number, "entries": entries.len(), "dir": args.dir });
+        return Ok(value.to_string());
+    }
     Ok(format!(
         "exported version {} of {} ({} entries) to {}\n",
         args.number,

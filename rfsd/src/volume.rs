@@ -293,6 +293,7 @@ impl Volume {
         base: &Manifest,
     ) -> Result<VersionRecord> {
         let scan = self.dir.scan(self.limits, cache_from(base))?;
+        self.watch.scanned_now();
         self.remove_temp_files(&scan.temp_files);
         for skipped in &scan.skipped {
             tracing::warn!(volume = %self.name, path = %skipped.path, reason = ?skipped.reason, "not served");

@@ -82,7 +82,8 @@ impl WatchHealth {
         self.last_full_scan.lock().ok().and_then(|last| *last)
     }
 
-    fn scanned_now(&self) {
+    /// Records that a full scan just finished.
+    pub fn scanned_now(&self) {
         if let Ok(mut last) = self.last_full_scan.lock() {
             *last = Some(SystemTime::now());
         }
@@ -314,9 +315,8 @@ async fn full_scan(state: &Arc<ServerState>, volume: &Arc<Volume>) {
     let result = state
         .blocking(move |state| Ok(job_volume.rescan(state.store.as_ref())?))
         .await;
-    match result {
-        Ok(()) => volume.watch.scanned_now(),
-        Err(err) => tracing::error!(error = %err, "full scan failed; the next one retries"),
+    if let Err(err) = result {
+        tracing::error!(error = %err, "full scan failed; the next one retries");
     }
 }
 
