@@ -62,6 +62,9 @@ pub enum Command {
     Verify(JsonArgs),
     /// Write the files of a version into an empty directory.
     Export(ExportArgs),
+    /// With the daemon stopped: move a lost or damaged database aside and
+    /// rebuild it from the live trees, each becoming version 1.
+    RebuildIndex,
 }
 
 /// Options of `show` and `rollback`.

@@ -50,12 +50,7 @@ pub struct Prepared {
 /// socket cannot be bound.
 pub async fn prepare(settings: &Settings) -> Result<Prepared> {
     let state_lock = lock_state_dir(&settings.state_dir)?;
-    let db_path = settings.state_dir.join(DATABASE_FILE);
-    let store: Arc<dyn Store> = Arc::new(
-        RedbStore::open(&db_path)
-            .with_context(|| format!("opening the database {}", db_path.display()))?,
-    );
-    tracing::info!(path = %db_path.display(), "store opened");
+    let store: Arc<dyn Store> = Arc::new(open_store(&settings.state_dir)?);
 
     let (tls, key_hash) = if settings.insecure_plaintext {
         tracing::warn!("serving WITHOUT TLS (--insecure-plaintext): for debugging only");
@@ -121,6 +116,50 @@ pub async fn prepare(settings: &Settings) -> Result<Prepared> {
         tls,
         state_lock,
     })
+}
+
+/// The file that records that this state directory has a database, so that
+/// a database that went missing is noticed instead of silently replaced by
+/// an empty history.
+pub const STORE_MARKER: &str = "rfsd.redb.created";
+
+/// The database is missing or cannot be opened: rfsd refuses to serve
+/// rather than start an empty history over a live tree.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{problem}; rfsd will not serve without its history. To rebuild the \
+     database from the live tree as a new version 1 (the old file is kept \
+     aside), stop rfsd and run: rfsd rebuild-index"
+)]
+pub struct IndexLost {
+    problem: String,
+}
+
+/// Opens the database in `state_dir`, creating it only on the very first
+/// start.
+///
+/// # Errors
+///
+/// Returns [`IndexLost`] when the database is missing although it existed
+/// before, or cannot be opened.
+pub fn open_store(state_dir: &Path) -> Result<RedbStore> {
+    let db_path = state_dir.join(DATABASE_FILE);
+    let marker = state_dir.join(STORE_MARKER);
+    if marker.exists() && !db_path.exists() {
+        let problem = format!("the database {} is missing", db_path.display());
+        return Err(IndexLost { problem }.into());
+    }
+
+    let store = RedbStore::open(&db_path).map_err(|err| IndexLost {
+        problem: format!("the database {} cannot be opened: {err}", db_path.display()),
+    })?;
+    if !marker.exists() {
+        let created = format!("created {}\n", crate::timefmt::rfc3339(SystemTime::now()));
+        std::fs::write(&marker, created)
+            .with_context(|| format!("writing {}", marker.display()))?;
+    }
+    tracing::info!(path = %db_path.display(), "store opened");
+    Ok(store)
 }
 
 fn lock_state_dir(state_dir: &Path) -> Result<File> {

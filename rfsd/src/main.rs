@@ -1,7 +1,8 @@
 //! The rfsd binary: parses the command line, sets up logging, prepares and
 //! runs the daemon or one operator subcommand, and turns failure into an
-//! exit code (78, EX_CONFIG, for a configuration that cannot work, so
-//! systemd does not restart in a loop; 1 for anything else).
+//! exit code: 78 (EX_CONFIG) for a configuration that cannot work and 65
+//! (EX_DATAERR) for a lost or damaged database, so systemd does not restart
+//! in a loop; 1 for anything else.
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -10,13 +11,18 @@ use anyhow::Result;
 use clap::Parser;
 use rfsd::cli::{Cli, Command, ServeArgs};
 use rfsd::config::{ConfigErrors, LogFormat, Settings};
-use rfsd::{admin_cli, daemon, demo, history_cli, server, tls};
+use rfsd::daemon::IndexLost;
+use rfsd::{admin_cli, daemon, demo, history_cli, offline, server, tls};
 use sd_notify::NotifyState;
 use tokio::signal::unix::{SignalKind, signal};
 use tracing_subscriber::EnvFilter;
 
 /// The exit code for a configuration that cannot work (sysexits EX_CONFIG).
 const EXIT_CONFIG: u8 = 78;
+
+/// The exit code for a lost or damaged database (sysexits EX_DATAERR):
+/// restarting cannot help; `rfsd rebuild-index` can.
+const EXIT_INDEX_LOST: u8 = 65;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -60,6 +66,10 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Diff(args) => print(history_cli::diff(&admin_socket(&cli)?, args).await?),
         Command::Rollback(args) => print(history_cli::rollback(&admin_socket(&cli)?, args).await?),
         Command::Export(args) => print(history_cli::export(&admin_socket(&cli)?, args).await?),
+        Command::RebuildIndex => {
+            let settings = Settings::resolve(&cli, &ServeArgs::default())?;
+            print(tokio::task::spawn_blocking(move || offline::rebuild_index(&settings)).await??)
+        }
         Command::Verify(args) => {
             let settings = Settings::resolve(&cli, &ServeArgs::default())?;
             let (output, ok) = history_cli::verify(&settings, args.json).await?;
@@ -142,6 +152,8 @@ fn fail(err: &anyhow::Error) -> ExitCode {
     eprintln!("rfsd: {err:#}");
     if err.is::<ConfigErrors>() {
         ExitCode::from(EXIT_CONFIG)
+    } else if err.chain().any(|cause| cause.is::<IndexLost>()) {
+        ExitCode::from(EXIT_INDEX_LOST)
     } else {
         ExitCode::FAILURE
     }

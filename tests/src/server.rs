@@ -290,6 +290,17 @@ impl Server {
         self.port = self.wait_until_ready();
     }
 
+    /// Runs `rfsd serve` for a halted server in the foreground and returns
+    /// how it ended, for tests of a start-up that must be refused. A daemon
+    /// that starts after all is killed when the command limit passes.
+    pub fn serve_refused(&self) -> RunResult {
+        assert!(self.child.is_none(), "serve_refused needs a halted server");
+        process::run(
+            serve_command(binaries(), &self.paths, self.plaintext),
+            COMMAND_LIMIT,
+        )
+    }
+
     /// Returns the daemon's state directory.
     pub fn state_dir(&self) -> &Path {
         &self.paths.state
@@ -482,17 +493,8 @@ impl ServerPaths {
     }
 }
 
-/// Spawns `rfsd serve` with its output going to the log file.
-fn spawn_daemon(binaries: &Binaries, paths: &ServerPaths, plaintext: bool) -> Child {
-    // Appending keeps the log of an earlier run of a restarted server.
-    let log = File::options()
-        .create(true)
-        .append(true)
-        .open(&paths.log)
-        .expect("opening rfsd.log");
-    let log_for_stdout = log.try_clone().expect("duplicating the log file handle");
-    let filter = std::env::var("RFS_TEST_LOG").unwrap_or_else(|_| DEFAULT_LOG_FILTER.into());
-
+/// Returns the `rfsd serve` command for a server's paths.
+fn serve_command(binaries: &Binaries, paths: &ServerPaths, plaintext: bool) -> Command {
     let mut command = Command::new(&binaries.rfsd);
     command
         .arg("serve")
@@ -509,6 +511,21 @@ fn spawn_daemon(binaries: &Binaries, paths: &ServerPaths, plaintext: bool) -> Ch
         command.arg("--insecure-plaintext");
     }
     clean_env(&mut command);
+    command
+}
+
+/// Spawns `rfsd serve` with its output going to the log file.
+fn spawn_daemon(binaries: &Binaries, paths: &ServerPaths, plaintext: bool) -> Child {
+    // Appending keeps the log of an earlier run of a restarted server.
+    let log = File::options()
+        .create(true)
+        .append(true)
+        .open(&paths.log)
+        .expect("opening rfsd.log");
+    let log_for_stdout = log.try_clone().expect("duplicating the log file handle");
+    let filter = std::env::var("RFS_TEST_LOG").unwrap_or_else(|_| DEFAULT_LOG_FILTER.into());
+
+    let mut command = serve_command(binaries, paths, plaintext);
     command
         .env("NOTIFY_SOCKET", &paths.notify_socket)
         .env("RUST_LOG", filter)

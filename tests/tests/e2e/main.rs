@@ -24,3 +24,5 @@ mod host_changes;
 mod history;
 // Clients trusted by their own key instead of their address.
 mod key_trust;
+// A lost or damaged database: refused start-up and rebuild from the live tree.
+mod index_loss;
