@@ -25,6 +25,10 @@ use crate::state::ServerState;
 /// How often expired lock leases are looked for.
 const LOCK_SWEEP: Duration = Duration::from_secs(1);
 
+/// How long running requests may take to finish after a shutdown signal;
+/// below systemd's stop timeout of 60 s.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
 /// The longest a single request may run before it is cut off.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(600);
 
@@ -65,14 +69,27 @@ pub async fn run(
     tracing::info!("shutting down: no new connections; running requests may finish");
     let _ = stop_tx.send(true);
 
-    let client_result = client_task.await.context("client server task failed")?;
-    let admin_result = admin_task.await.context("admin server task failed")?;
+    let finished = tokio::time::timeout(SHUTDOWN_GRACE, async {
+        let client_result = client_task.await.context("client server task failed")?;
+        let admin_result = admin_task.await.context("admin server task failed")?;
+        client_result.context("client service")?;
+        admin_result.context("administration service")
+    });
+    let result = match finished.await {
+        Ok(result) => result,
+        Err(_) => {
+            // Aborting is safe: an unfinished store transaction is rolled
+            // back, and an unfinished update of the live tree is completed
+            // at the next start (the applied marker lags the head).
+            tracing::warn!(grace = ?SHUTDOWN_GRACE, "requests still running after the grace period; aborting them");
+            Ok(())
+        }
+    };
     sweeper.abort();
     for watcher in watchers {
         let _ = watcher.await;
     }
-    client_result.context("client service")?;
-    admin_result.context("administration service")
+    result
 }
 
 async fn serve_clients(

@@ -26,3 +26,5 @@ mod history;
 mod key_trust;
 // A lost or damaged database: refused start-up and rebuild from the live tree.
 mod index_loss;
+// SIGTERM during a commit: completed or cleanly refused, exit 0.
+mod shutdown;
