@@ -203,6 +203,7 @@ async fn send(
         host_name: host_name.to_owned(),
         process_id: std::process::id(),
         reason: String::new(),
+        history_id: local.state.history_id.clone(),
     };
     let version = remote.commit(request).await?;
     tracing::info!(version, "committed");

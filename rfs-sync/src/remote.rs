@@ -41,12 +41,16 @@ pub(crate) struct Remote {
 pub(crate) struct Head {
     pub(crate) version: u64,
     pub(crate) lock: Option<pb::LockHolder>,
+    /// The server's history; version numbers compare only within one.
+    pub(crate) history_id: String,
 }
 
 /// What changed on the server between a base version and its head.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct RemoteChanges {
     pub(crate) head_version: u64,
+    /// The server's history the head belongs to.
+    pub(crate) history_id: String,
     /// Entries added or changed, as they are in the head.
     pub(crate) changed: Vec<Entry>,
     /// Paths that exist in the base but not in the head.
@@ -134,16 +138,23 @@ impl Remote {
         Ok(Head {
             version: reply.version,
             lock: reply.lock,
+            history_id: reply.history_id,
         })
     }
 
-    /// Returns what changed since `base`, or `None` when the server no
-    /// longer knows that version (its history was lost or rolled back).
-    pub(crate) async fn changes(&mut self, base: u64) -> Result<Option<RemoteChanges>> {
+    /// Returns what changed since `base` of history `history_id`, or
+    /// `None` when the server does not know that version (its history was
+    /// lost or rebuilt).
+    pub(crate) async fn changes(
+        &mut self,
+        base: u64,
+        history_id: &str,
+    ) -> Result<Option<RemoteChanges>> {
         tracing::debug!(rpc = "Changes", base, "calling");
         let request = pb::ChangesRequest {
             volume: self.volume.clone(),
             base_version: base,
+            history_id: history_id.to_owned(),
         };
         let what = format!("changes of volume {} since version {base}", self.volume);
         let stream = match self.client.changes(request).await {
@@ -293,6 +304,7 @@ async fn collect_changes(mut stream: Streaming<pb::ChangesReply>) -> Result<Remo
             ));
         }
         changes.head_version = page.head_version;
+        changes.history_id = page.history_id;
         pages += 1;
         for entry in page.changed {
             let entry = wire::entry_from_wire(entry).map_err(invalid_reply)?;

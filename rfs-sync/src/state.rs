@@ -34,6 +34,8 @@ const FORMAT: u32 = 1;
 pub(crate) struct State {
     /// The version the local tree was last synchronised to; 0 for none.
     pub(crate) base_version: u64,
+    /// The server history the base version belongs to; empty when unknown.
+    pub(crate) history_id: String,
     /// The entries of the base as far as this client applied them.
     pub(crate) base: Manifest,
     /// The digest of each local file as of its last `stat` key.
@@ -54,6 +56,8 @@ pub(crate) struct Cached {
 struct Header {
     format: u32,
     base_version: u64,
+    #[serde(default)]
+    history_id: String,
 }
 
 /// The content of `base.json`.
@@ -78,6 +82,7 @@ impl State {
         check_format(&paths.state_file(), header.format)?;
         Ok(Self {
             base_version: header.base_version,
+            history_id: header.history_id,
             ..Self::default()
         })
     }
@@ -142,6 +147,7 @@ impl State {
         let header = Header {
             format: FORMAT,
             base_version: self.base_version,
+            history_id: self.history_id.clone(),
         };
         let text = serde_json::to_vec(&header).context("encoding the sync state")?;
         durable::write_atomically(&paths.state_file(), &text, 0o600)

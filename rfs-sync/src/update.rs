@@ -58,7 +58,9 @@ pub(crate) async fn run(session: &mut Session, options: UpdateOptions) -> Result
     let (remote, local) = session.parts().await?;
     let head = remote.head().await?;
     let base = local.state.base_version;
-    if base != 0 && head.version == base {
+    let same_history =
+        local.state.history_id.is_empty() || local.state.history_id == head.history_id;
+    if base != 0 && head.version == base && same_history {
         // The performance floor: an unchanged server costs one version check.
         tracing::debug!(version = base, "up to date");
         return Ok(UpdateReport {
@@ -85,7 +87,8 @@ pub(crate) async fn pull(
 ) -> Result<UpdateReport> {
     local.state.complete(&local.paths)?;
     let base = local.state.base_version;
-    let (changes, history_lost) = fetch_changes(remote, base).await?;
+    let (changes, history_lost) = fetch_changes(remote, base, &local.state.history_id).await?;
+    let history_id = changes.history_id.clone();
     let from_scratch = base == 0 || history_lost;
     let plan = plan::build(
         &local.volume,
@@ -106,14 +109,19 @@ pub(crate) async fn pull(
         sweep_staging_files(local);
     }
     plan.absorb(&mut local.state, &applied.installed);
+    local.state.history_id = history_id;
     local.state.save(&local.paths)?;
     Ok(report)
 }
 
 /// Returns the server's changes since `base`, starting over from version 0
 /// when the server no longer knows `base`; the flag says whether it did.
-async fn fetch_changes(remote: &mut Remote, base: u64) -> Result<(RemoteChanges, bool)> {
-    if let Some(changes) = remote.changes(base).await? {
+async fn fetch_changes(
+    remote: &mut Remote,
+    base: u64,
+    history_id: &str,
+) -> Result<(RemoteChanges, bool)> {
+    if let Some(changes) = remote.changes(base, history_id).await? {
         return Ok((changes, false));
     }
     tracing::info!(
@@ -121,7 +129,7 @@ async fn fetch_changes(remote: &mut Remote, base: u64) -> Result<(RemoteChanges,
         "server no longer knows the base version, comparing everything"
     );
     let changes = remote
-        .changes(0)
+        .changes(0, "")
         .await?
         .context("server refused the full list of changes")?;
     Ok((changes, true))

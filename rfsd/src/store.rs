@@ -165,6 +165,10 @@ pub type Result<T> = std::result::Result<T, StoreError>;
 
 /// The storage of versions and objects.
 pub trait Store: Send + Sync + 'static {
+    /// Returns the id of this store's history, made when it was created.
+    /// Version numbers mean something only within one history.
+    fn history_id(&self) -> &str;
+
     /// Returns the head version of a volume, or `None` before its first.
     fn head(&self, volume: &str) -> Result<Option<u64>>;
 

@@ -85,7 +85,7 @@ impl ServerBuilder {
 
         let notify =
             UnixDatagram::bind(&paths.notify_socket).expect("binding the readiness socket");
-        let child = spawn_daemon(binaries, &paths, self.plaintext);
+        let child = spawn_daemon(binaries, &paths, self.plaintext, 0);
         let mut server = Server {
             dir,
             paths,
@@ -286,7 +286,13 @@ impl Server {
         self.notify
             .set_nonblocking(false)
             .expect("making the readiness socket blocking");
-        self.child = Some(spawn_daemon(binaries(), &self.paths, self.plaintext));
+        // The same port, so that clients set up before keep working.
+        self.child = Some(spawn_daemon(
+            binaries(),
+            &self.paths,
+            self.plaintext,
+            self.port,
+        ));
         self.port = self.wait_until_ready();
     }
 
@@ -296,7 +302,7 @@ impl Server {
     pub fn serve_refused(&self) -> RunResult {
         assert!(self.child.is_none(), "serve_refused needs a halted server");
         process::run(
-            serve_command(binaries(), &self.paths, self.plaintext),
+            serve_command(binaries(), &self.paths, self.plaintext, 0),
             COMMAND_LIMIT,
         )
     }
@@ -494,7 +500,7 @@ impl ServerPaths {
 }
 
 /// Returns the `rfsd serve` command for a server's paths.
-fn serve_command(binaries: &Binaries, paths: &ServerPaths, plaintext: bool) -> Command {
+fn serve_command(binaries: &Binaries, paths: &ServerPaths, plaintext: bool, port: u16) -> Command {
     let mut command = Command::new(&binaries.rfsd);
     command
         .arg("serve")
@@ -502,7 +508,8 @@ fn serve_command(binaries: &Binaries, paths: &ServerPaths, plaintext: bool) -> C
         .arg(&paths.kmdata)
         .arg("--state-dir")
         .arg(&paths.state)
-        .args(["--listen", "127.0.0.1:0"])
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{port}"))
         .arg("--clients")
         .arg(&paths.clients)
         .arg("--admin-socket")
@@ -515,7 +522,7 @@ fn serve_command(binaries: &Binaries, paths: &ServerPaths, plaintext: bool) -> C
 }
 
 /// Spawns `rfsd serve` with its output going to the log file.
-fn spawn_daemon(binaries: &Binaries, paths: &ServerPaths, plaintext: bool) -> Child {
+fn spawn_daemon(binaries: &Binaries, paths: &ServerPaths, plaintext: bool, port: u16) -> Child {
     // Appending keeps the log of an earlier run of a restarted server.
     let log = File::options()
         .create(true)
@@ -525,7 +532,7 @@ fn spawn_daemon(binaries: &Binaries, paths: &ServerPaths, plaintext: bool) -> Ch
     let log_for_stdout = log.try_clone().expect("duplicating the log file handle");
     let filter = std::env::var("RFS_TEST_LOG").unwrap_or_else(|_| DEFAULT_LOG_FILTER.into());
 
-    let mut command = serve_command(binaries, paths, plaintext);
+    let mut command = serve_command(binaries, paths, plaintext, port);
     command
         .env("NOTIFY_SOCKET", &paths.notify_socket)
         .env("RUST_LOG", filter)

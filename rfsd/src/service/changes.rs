@@ -23,6 +23,8 @@ pub(super) async fn changes(
     state.volume(&request.volume)?;
     state.authorize(&conn, &request.volume, Need::Read)?;
 
+    let history_id = state.store.history_id().to_owned();
+    check_history(&request.history_id, &history_id, request.base_version)?;
     let volume = request.volume.clone();
     let base = request.base_version;
     let changes = state
@@ -35,6 +37,7 @@ pub(super) async fn changes(
     for chunk in changes.changed.chunks(PAGE) {
         pages.push(pb::ChangesReply {
             head_version: head,
+            history_id: history_id.clone(),
             changed: chunk.iter().map(entry_to_pb).collect(),
             deleted: Vec::new(),
         });
@@ -43,6 +46,7 @@ pub(super) async fn changes(
         let deleted = chunk.iter().map(|path| path.as_str().to_owned()).collect();
         pages.push(pb::ChangesReply {
             head_version: head,
+            history_id: history_id.clone(),
             changed: Vec::new(),
             deleted,
         });
@@ -50,8 +54,20 @@ pub(super) async fn changes(
     if pages.is_empty() {
         pages.push(pb::ChangesReply {
             head_version: head,
+            history_id,
             ..Default::default()
         });
     }
     Ok(Box::pin(tokio_stream::iter(pages.into_iter().map(Ok))))
+}
+
+/// Refuses a base version that belongs to another history: its number may
+/// exist here with different content (the database was rebuilt).
+pub(super) fn check_history(client: &str, server: &str, base: u64) -> Result<(), ServiceError> {
+    if base == 0 || client.is_empty() || client == server {
+        return Ok(());
+    }
+    Err(ServiceError::NotFound(format!(
+        "version {base} belongs to history {client}, not this server's {server}"
+    )))
 }

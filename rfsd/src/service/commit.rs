@@ -36,6 +36,16 @@ pub(super) async fn commit(
     let volume = state.volume(&request.volume)?;
     state.authorize(&conn, &request.volume, Need::Write)?;
     let (changed, deleted) = validate(state, &request)?;
+    if super::changes::check_history(
+        &request.history_id,
+        state.store.history_id(),
+        request.base_version,
+    )
+    .is_err()
+    {
+        let message = "the base version belongs to an earlier history of this server (its database was rebuilt); run rfs-sync --update first";
+        return Err(ServiceError::FailedPrecondition(message.to_owned()));
+    }
 
     let peer = conn.peer();
     let origin = Origin {

@@ -26,8 +26,10 @@ pub(super) async fn head(
         .ok_or_else(|| ServiceError::NotFound(format!("volume {volume_name:?} has no versions")))?;
 
     let lock = volume.lock_holder().map(|held| holder_to_pb(&held));
+    let history_id = state.store.history_id().to_owned();
     Ok(pb::HeadReply {
         version: head,
         lock,
+        history_id,
     })
 }

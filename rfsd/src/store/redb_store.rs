@@ -12,7 +12,8 @@
 //!   what changed, not to the size of the tree);
 //! - `objects`: digest → content;
 //! - `applied`: volume → the version the live tree was last brought to;
-//! - `tokens`: volume → the last fencing token granted.
+//! - `tokens`: volume → the last fencing token granted;
+//! - `meta`: the history id, made when the database is created.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -34,11 +35,16 @@ const CHANGES: TableDefinition<(&str, u64, &str), &[u8]> = TableDefinition::new(
 const OBJECTS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("objects");
 const APPLIED: TableDefinition<&str, u64> = TableDefinition::new("applied");
 const TOKENS: TableDefinition<&str, u64> = TableDefinition::new("tokens");
+const META: TableDefinition<&str, &str> = TableDefinition::new("meta");
+
+/// The key of the history id in the `meta` table.
+const HISTORY_ID: &str = "history_id";
 
 /// Versions and objects in one redb database file.
 #[derive(Debug)]
 pub struct RedbStore {
     db: Database,
+    history_id: String,
 }
 
 impl RedbStore {
@@ -58,8 +64,23 @@ impl RedbStore {
         txn.open_table(OBJECTS).map_err(db_err)?;
         txn.open_table(APPLIED).map_err(db_err)?;
         txn.open_table(TOKENS).map_err(db_err)?;
+        let history_id = {
+            let mut meta = txn.open_table(META).map_err(db_err)?;
+            let existing = meta
+                .get(HISTORY_ID)
+                .map_err(db_err)?
+                .map(|guard| guard.value().to_owned());
+            match existing {
+                Some(id) => id,
+                None => {
+                    let id = format!("{:032x}", rand::random::<u128>());
+                    meta.insert(HISTORY_ID, id.as_str()).map_err(db_err)?;
+                    id
+                }
+            }
+        };
         txn.commit().map_err(db_err)?;
-        Ok(Self { db })
+        Ok(Self { db, history_id })
     }
 
     fn write_version(&self, txn: &WriteTransaction, request: NewVersion) -> Result<VersionRecord> {
@@ -139,6 +160,10 @@ impl RedbStore {
 }
 
 impl Store for RedbStore {
+    fn history_id(&self) -> &str {
+        &self.history_id
+    }
+
     fn head(&self, volume: &str) -> Result<Option<u64>> {
         let txn = self.db.begin_read().map_err(db_err)?;
         let heads = txn.open_table(HEADS).map_err(db_err)?;

@@ -76,3 +76,26 @@ fn a_damaged_database_is_kept_aside_when_rebuilt() {
     );
     assert_eq!(server.head_version(), 1);
 }
+
+#[test]
+fn a_client_of_the_old_history_is_not_fooled_by_a_reused_version_number() {
+    let (mut server, writer) = server_with_a_commit();
+    let reader = server.synced_client(WRITER);
+    writer.write("key_simple_after", b"committed after the reader synced");
+    writer.commit().assert_success();
+    std::fs::remove_file(reader.local_dir().join("key_simple_after")).ok();
+    server.halt();
+    std::fs::remove_file(server.state_dir().join("rfsd.redb")).unwrap();
+    server.rfsd(&["rebuild-index"]).assert_success();
+    server.restart();
+
+    let update = reader.json(&["--update"]);
+
+    assert_eq!(update["ok"], true, "{update}");
+    assert_eq!(update["history_lost"], true, "{update}");
+    assert_eq!(
+        reader.read("key_simple_after").as_deref(),
+        Some(&b"committed after the reader synced"[..])
+    );
+    assert_same_tree("server", server.local_dir(), "reader", reader.local_dir());
+}
