@@ -162,6 +162,7 @@ async fn a_restart_records_changes_made_while_stopped_as_one_version() {
         .changes(pb::ChangesRequest {
             volume: "local".into(),
             base_version: 2,
+            history_id: String::new(),
         })
         .await
         .unwrap()

@@ -246,6 +246,7 @@ pub(crate) async fn commit(
         host_name: "test".into(),
         process_id: 1,
         reason: String::new(),
+        history_id: String::new(),
     };
     client
         .commit(request)

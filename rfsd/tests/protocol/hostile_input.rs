@@ -148,6 +148,7 @@ async fn symlinks_in_the_live_tree_are_never_served() {
         .changes(pb::ChangesRequest {
             volume: "local".into(),
             base_version: 0,
+            history_id: String::new(),
         })
         .await
         .unwrap()
