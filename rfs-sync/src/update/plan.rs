@@ -250,6 +250,7 @@ mod tests {
         }
         let changes = RemoteChanges {
             head_version: 2,
+            history_id: String::new(),
             changed: vec![
                 file("same", b"new"),
                 file("edited", b"new"),
