@@ -10,6 +10,7 @@
 
 pub mod admin;
 pub mod admin_cli;
+pub mod clear_lock;
 pub mod cli;
 pub mod config;
 pub mod conn;
@@ -19,6 +20,7 @@ pub mod error;
 pub mod grants;
 pub mod limits;
 pub mod lock;
+pub mod lock_file;
 pub mod server;
 pub mod service;
 pub mod state;

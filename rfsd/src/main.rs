@@ -10,7 +10,7 @@ use anyhow::Result;
 use clap::Parser;
 use rfsd::cli::{Cli, Command, ServeArgs};
 use rfsd::config::{ConfigErrors, LogFormat, Settings};
-use rfsd::{admin_cli, daemon, demo, server, tls};
+use rfsd::{admin_cli, clear_lock, daemon, demo, server, tls};
 use sd_notify::NotifyState;
 use tokio::signal::unix::{SignalKind, signal};
 use tracing_subscriber::EnvFilter;
@@ -56,6 +56,7 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Command::Status(args) => print(admin_cli::status(&admin_socket(&cli)?, args.json).await?),
         Command::Log(args) => print(admin_cli::log(&admin_socket(&cli)?, args).await?),
+        Command::ClearLock(args) => print(clear_lock::run(&cli, args).await?),
     }
 }
 

@@ -18,3 +18,6 @@ mod json_output;
 mod transport;
 // The daemon's first version and its clean shutdown on SIGTERM.
 mod lifecycle;
+// The commit lock: leases, fencing tokens, clear-lock, legacy lock files,
+// many clients at once, and the client's own run lock.
+mod locking;
