@@ -23,3 +23,11 @@ pub const CHUNK_SIZE: usize = 1024 * 1024;
 /// The largest gRPC message either side accepts, in bytes: one chunk plus
 /// room for framing, or a page of entries.
 pub const MAX_MESSAGE_SIZE: usize = 4 * 1024 * 1024;
+
+/// The metadata key of a status that says why a write was refused beyond
+/// its code.
+pub const REFUSAL_KEY: &str = "rfs-refusal";
+
+/// The [`REFUSAL_KEY`] value of an ABORTED write whose fencing token is no
+/// longer the live grant of the volume's lock.
+pub const REFUSAL_STALE_TOKEN: &str = "stale-lock-token";

@@ -458,6 +458,31 @@ impl VolumeDir {
             .map_err(|err| FsError::io("rename", &staged.target, err))
     }
 
+    /// Renames a staged file into place only if nothing is there yet
+    /// (`RENAME_NOREPLACE`). Returns `false`, and removes the staged file,
+    /// when the target exists: whoever created it keeps it.
+    ///
+    /// # Errors
+    ///
+    /// Fails on I/O errors other than an existing target.
+    pub fn install_new(&self, staged: Staged) -> Result<bool> {
+        let parent = self.open_parent(&staged.target)?;
+        let name = staged.target.file_name();
+        let flags = rustix::fs::RenameFlags::NOREPLACE;
+        match rustix::fs::renameat_with(&parent, staged.temp_name.as_str(), &parent, name, flags) {
+            Ok(()) => Ok(true),
+            Err(rustix::io::Errno::EXIST) => {
+                self.discard(staged);
+                Ok(false)
+            }
+            Err(err) => {
+                let target = staged.target.clone();
+                self.discard(staged);
+                Err(FsError::io("rename", &target, err))
+            }
+        }
+    }
+
     /// Removes a staged file that will not be installed. Errors are ignored:
     /// a leftover staging file is removed by the next scan's caller.
     pub fn discard(&self, staged: Staged) {
@@ -906,5 +931,22 @@ mod tests {
         assert!(!volume.remove_dir(&rel("d")).unwrap());
         assert!(volume.remove_file(&rel("d/f")).unwrap());
         assert!(volume.remove_dir(&rel("d")).unwrap());
+    }
+
+    #[test]
+    fn install_new_never_replaces_an_existing_file() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("held"), b"theirs").unwrap();
+        let volume = VolumeDir::open(dir.path()).unwrap();
+
+        let refused = volume.install_new(volume.stage(&rel("held"), b"ours", 0o644).unwrap());
+        let created = volume.install_new(volume.stage(&rel("free"), b"ours", 0o644).unwrap());
+
+        assert!(!refused.unwrap());
+        assert!(created.unwrap());
+        assert_eq!(std::fs::read(dir.path().join("held")).unwrap(), b"theirs");
+        assert_eq!(std::fs::read(dir.path().join("free")).unwrap(), b"ours");
+        let names = std::fs::read_dir(dir.path()).unwrap().count();
+        assert_eq!(names, 2, "the refused staging file was left behind");
     }
 }

@@ -79,8 +79,11 @@ pub(crate) struct Args {
     /// Sends local deletions too (they are only reported otherwise).
     #[arg(long, requires = "committing")]
     pub(crate) allow_delete: bool,
-    /// Waits this long for another client's lock (e.g. 30s, 2m).
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration, requires = "committing")]
+    /// Waits this long (e.g. 30s, 2m) for a lock held by someone else:
+    /// another rfs-sync run on this client, and with --commit or --sync the
+    /// server's lock held by another client. Without it a held lock fails
+    /// the run at once with exit code 4.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, requires = "changing")]
     pub(crate) wait_lock: Option<Duration>,
     /// Takes the server's file on a conflict, keeping the local one beside
     /// it as NAME.rfs-conflict-TIME.

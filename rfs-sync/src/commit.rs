@@ -10,6 +10,8 @@
 
 mod lock;
 
+pub(crate) use lock::jittered;
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 

@@ -86,20 +86,20 @@ async fn dispatch(args: &Args, mode: Mode) -> Result<Code> {
         Mode::Show => emit(&show::run(&paths)?, json),
         Mode::Remove => emit(&remove::run(&paths).await?, json),
         Mode::Update => {
-            let mut session = Session::open(paths, Access::Update).await?;
+            let mut session = Session::open(paths, Access::Update, args.wait_lock).await?;
             emit(&update::run(&mut session, update_options).await?, json)
         }
         Mode::Commit => {
-            let mut session = Session::open(paths, Access::Commit).await?;
+            let mut session = Session::open(paths, Access::Commit, args.wait_lock).await?;
             emit(&commit::run(&mut session, commit_options).await?, json)
         }
         Mode::Sync => {
-            let mut session = Session::open(paths, Access::Update).await?;
+            let mut session = Session::open(paths, Access::Update, args.wait_lock).await?;
             let report = sync::run(&mut session, update_options, commit_options).await?;
             emit(&report, json)
         }
         Mode::Status => {
-            let mut session = Session::open(paths, Access::Inspect).await?;
+            let mut session = Session::open(paths, Access::Inspect, None).await?;
             emit(&status::run(&mut session).await?, json)
         }
     };

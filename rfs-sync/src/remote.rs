@@ -22,7 +22,7 @@ use tonic::{Code as StatusCode, Status, Streaming};
 
 use crate::config::{Config, Paths};
 use crate::connect::{self, Security, Target};
-use crate::exit::{Failure, status_failure};
+use crate::exit::{Code, Failure, status_failure};
 use crate::identity;
 use crate::wire;
 
@@ -210,7 +210,10 @@ impl Remote {
         let reply = self.client.upload(messages).await;
         reply
             .map(tonic::Response::into_inner)
-            .map_err(|s| fail("upload", &s))
+            .map_err(|status| match lost_lock(&status) {
+                Some(failure) => failure.into(),
+                None => fail("upload", &status),
+            })
     }
 
     /// Asks for the volume's write lock.
@@ -267,7 +270,8 @@ impl Remote {
         match unary("Commit", self.client.commit(request)).await {
             Ok(reply) => Ok(reply.version),
             Err(status) if status.code() == StatusCode::Aborted => {
-                Err(commit_refused(base, &status).into())
+                let failure = lost_lock(&status).unwrap_or_else(|| commit_refused(base, &status));
+                Err(failure.into())
             }
             Err(status) => Err(fail("commit", &status)),
         }
@@ -329,6 +333,23 @@ fn invalid_reply(err: anyhow::Error) -> Status {
     Status::internal(format!("invalid reply: {err:#}"))
 }
 
+/// Returns the lock-held failure (exit 4) of a write refused because its
+/// fencing token is no longer the live grant, or `None` for any other
+/// status.
+fn lost_lock(status: &Status) -> Option<Failure> {
+    let refusal = status.metadata().get(proto::REFUSAL_KEY)?;
+    if refusal.to_str().ok()? != proto::REFUSAL_STALE_TOKEN {
+        return None;
+    }
+    let message = format!(
+        "the lock was lost before the commit completed (its lease ran out while this \
+         process was stopped or cut off, or an operator cleared it), and nothing was \
+         committed: {}",
+        status.message()
+    );
+    Some(Failure::new(Code::LockHeld, message))
+}
+
 /// Returns the conflict failure of an ABORTED commit, listing the paths the
 /// server names in its `CommitConflict` details.
 fn commit_refused(base: u64, status: &Status) -> Failure {
@@ -350,6 +371,13 @@ fn commit_refused(base: u64, status: &Status) -> Failure {
 
 /// Returns the description of a lock holder for people.
 pub(crate) fn describe_holder(holder: &pb::LockHolder) -> String {
+    if holder.legacy {
+        return format!(
+            "{} (a .nft-lock written by another program), cleared by the server in {:.0} s",
+            holder.host_name,
+            Duration::from_millis(holder.lease_remaining_ms).as_secs_f64()
+        );
+    }
     let mut text = format!(
         "{} ({} pid {})",
         holder.address, holder.host_name, holder.process_id
@@ -367,7 +395,6 @@ pub(crate) fn describe_holder(holder: &pb::LockHolder) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::exit::Code;
 
     #[test]
     fn a_refused_commit_lists_the_conflicting_paths() {
@@ -388,6 +415,19 @@ mod tests {
             "{}",
             failure.message
         );
+    }
+
+    #[test]
+    fn a_write_with_a_stale_token_means_the_lock_was_lost() {
+        let mut status = Status::aborted("lock token 3 of volume \"local\" is no longer valid");
+        let value = proto::REFUSAL_STALE_TOKEN.parse().unwrap();
+        status.metadata_mut().insert(proto::REFUSAL_KEY, value);
+
+        let failure = lost_lock(&status).unwrap();
+
+        assert_eq!(failure.code, Code::LockHeld);
+        assert!(failure.message.contains("token 3"), "{}", failure.message);
+        assert!(lost_lock(&Status::aborted("conflict")).is_none());
     }
 
     #[test]

@@ -29,7 +29,7 @@ pub(crate) async fn run(paths: &Paths) -> Result<RemoveReport> {
     if !Config::exists(paths) {
         return Err(Failure::new(Code::Error, config::NOT_SET_UP).into());
     }
-    let run_lock = RunLock::acquire(paths).await?;
+    let run_lock = RunLock::acquire(paths, None).await?;
 
     let mut removed = Vec::new();
     let files = [

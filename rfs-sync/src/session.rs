@@ -3,6 +3,7 @@
 //! opened when first needed.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use rfs_core::fsx::VolumeDir;
@@ -46,11 +47,13 @@ impl Session {
     ///
     /// Fails when rfs-sync is not set up, the state is unreadable, or the
     /// synced directory is missing where `access` needs it.
-    pub(crate) async fn open(paths: Paths, access: Access) -> Result<Self> {
+    /// `wait` is how long to wait for another rfs-sync run on this client
+    /// to end (`--wait-lock`); without it such a run fails with exit 4.
+    pub(crate) async fn open(paths: Paths, access: Access, wait: Option<Duration>) -> Result<Self> {
         let config = Config::load(&paths)?;
         let run_lock = match access {
             Access::Inspect => None,
-            Access::Update | Access::Commit => Some(RunLock::acquire(&paths).await?),
+            Access::Update | Access::Commit => Some(RunLock::acquire(&paths, wait).await?),
         };
         // The manifest is read only where needed (see `State::complete`).
         let state = State::load_version(&paths)?;

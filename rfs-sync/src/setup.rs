@@ -97,7 +97,7 @@ pub(crate) async fn run(paths: &Paths, mut options: SetupOptions) -> Result<Setu
     let host = address_of(&mut options)?;
     let previous = previous_setup(paths, options.force)?;
     check_trust_is_decidable(&options)?;
-    let _run_lock = RunLock::acquire(paths).await?;
+    let _run_lock = RunLock::acquire(paths, None).await?;
 
     let client_keyhash = match options.authenticate {
         true => Some(identity::ensure(paths)?),

@@ -13,9 +13,10 @@
 //! version 0, nothing known.
 
 use std::collections::BTreeMap;
-use std::fs::{File, OpenOptions};
-use std::io::ErrorKind;
+use std::fs::{File, OpenOptions, TryLockError};
+use std::io::{ErrorKind, Seek, SeekFrom, Write};
 use std::path::Path;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use rfs_core::fsx::Scan;
@@ -23,8 +24,11 @@ use rfs_core::{Digest, Manifest, RelPath, StatKey};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use tokio::time::Instant;
+
 use crate::config::Paths;
 use crate::durable;
+use crate::exit::{Code, Failure};
 
 /// The version of the state files' layout.
 const FORMAT: u32 = 1;
@@ -201,39 +205,90 @@ fn check_format(file: &Path, format: u32) -> Result<()> {
 }
 
 /// An advisory lock on the state directory, held for a whole run so that a
-/// timer-driven update and a manual commit never interleave.
+/// timer-driven update and a manual commit never interleave. The file names
+/// the process that holds it, for the message a second run prints.
 #[derive(Debug)]
 pub(crate) struct RunLock {
     _file: File,
 }
 
+/// The first pause before trying the run lock again.
+const RUN_LOCK_FIRST_RETRY: Duration = Duration::from_millis(100);
+
+/// The longest pause between tries of the run lock.
+const RUN_LOCK_MAX_RETRY: Duration = Duration::from_secs(2);
+
 impl RunLock {
-    /// Takes the lock, waiting while another rfs-sync holds it.
+    /// Takes the lock. While another rfs-sync holds it, waits up to `wait`
+    /// (trying again with backoff), or fails at once without one.
     ///
     /// # Errors
     ///
-    /// Fails when the lock file cannot be created or locked.
-    pub(crate) async fn acquire(paths: &Paths) -> Result<Self> {
+    /// Fails with exit code 4, naming the other process, when the lock is
+    /// still held once the wait is over; fails when the lock file cannot be
+    /// created or locked.
+    pub(crate) async fn acquire(paths: &Paths, wait: Option<Duration>) -> Result<Self> {
         durable::create_private_dir(&paths.state_dir)?;
         let path = paths.run_lock_file();
-        let file = OpenOptions::new()
+        let mut file = OpenOptions::new()
             .create(true)
             .truncate(false)
+            .read(true)
             .write(true)
             .open(&path)
             .with_context(|| format!("opening {}", path.display()))?;
-        if file.try_lock().is_err() {
-            tracing::warn!(path = %path.display(), "another rfs-sync is running, waiting");
-            // Blocking on the lock would stall a runtime worker.
-            let file = file
-                .try_clone()
-                .context("duplicating the lock file handle")?;
-            tokio::task::spawn_blocking(move || file.lock())
-                .await
-                .context("waiting for the run lock")?
-                .with_context(|| format!("locking {}", path.display()))?;
+
+        let deadline = wait.map(|wait| Instant::now() + wait);
+        let mut delay = RUN_LOCK_FIRST_RETRY;
+        let mut announced = false;
+        loop {
+            match file.try_lock() {
+                Ok(()) => break,
+                Err(TryLockError::WouldBlock) => {}
+                Err(TryLockError::Error(err)) => {
+                    return Err(err).with_context(|| format!("locking {}", path.display()));
+                }
+            }
+            let other = holder_of(&path);
+            let now = Instant::now();
+            let Some(deadline) = deadline.filter(|deadline| now < *deadline) else {
+                let message = format!(
+                    "another rfs-sync is running on this client ({other}); two runs never \
+                     overlap: try again when it is done, or pass --wait-lock DURATION"
+                );
+                return Err(Failure::new(Code::LockHeld, message).into());
+            };
+            if !announced {
+                eprintln!(
+                    "another rfs-sync is running on this client ({other}); waiting up to {:.0?}",
+                    deadline - now
+                );
+                announced = true;
+            }
+            let pause = crate::commit::jittered(delay);
+            tokio::time::sleep(pause.min(deadline - now)).await;
+            delay = (delay * 2).min(RUN_LOCK_MAX_RETRY);
         }
+
+        // Best effort: the lock works without the note.
+        let since = time::OffsetDateTime::now_utc()
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default();
+        let note = format!("pid {} since {since}\n", std::process::id());
+        let _ = file
+            .set_len(0)
+            .and_then(|()| file.seek(SeekFrom::Start(0)))
+            .and_then(|_| file.write_all(note.as_bytes()));
         Ok(Self { _file: file })
+    }
+}
+
+/// Returns who holds the run lock, by the note its holder wrote.
+fn holder_of(path: &Path) -> String {
+    let note = std::fs::read_to_string(path).unwrap_or_default();
+    match note.trim() {
+        "" => "an unknown process".to_owned(),
+        note => note.to_owned(),
     }
 }
 
@@ -302,6 +357,38 @@ mod tests {
         let state = load(&Paths::resolve(dir.path()));
         assert_eq!(state.base_version, 0);
         assert!(state.base.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_second_run_is_refused_and_names_the_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = Paths::resolve(dir.path());
+        let first = RunLock::acquire(&paths, None).await.unwrap();
+
+        let second = RunLock::acquire(&paths, None).await.unwrap_err();
+
+        let failure = second.downcast_ref::<Failure>().unwrap();
+        assert_eq!(failure.code, Code::LockHeld);
+        let pid = format!("pid {}", std::process::id());
+        assert!(failure.message.contains(&pid), "{}", failure.message);
+        drop(first);
+        RunLock::acquire(&paths, None).await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_second_run_with_a_wait_gets_the_lock_once_the_first_ends() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = Paths::resolve(dir.path());
+        let first = RunLock::acquire(&paths, None).await.unwrap();
+        let release = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            drop(first);
+        });
+
+        let second = RunLock::acquire(&paths, Some(Duration::from_secs(10))).await;
+
+        assert!(second.is_ok(), "{second:?}");
+        release.await.unwrap();
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::UNIX_EPOCH;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use proto::pb;
 use rfs_core::{ChangeSet, DEFAULT_VOLUME, KeyHash};
@@ -13,9 +13,11 @@ use tonic::{Request, Response, Status};
 
 use crate::error::ServiceError;
 use crate::grants::{AddressPattern, Grant};
-use crate::service::convert::{digest_from_pb, entry_to_pb, holder_to_pb, record_to_pb};
+use crate::service::convert::{
+    digest_from_pb, entry_to_pb, holder_to_pb, legacy_to_pb, lock_state_to_pb, record_to_pb,
+};
 use crate::state::ServerState;
-use crate::volume::Volume;
+use crate::volume::{Cleared, Volume};
 
 /// The implementation of `rfs.v1.Admin`.
 #[derive(Debug, Clone)]
@@ -150,7 +152,7 @@ impl pb::admin_server::Admin for AdminService {
                 path: volume.dir.root().display().to_string(),
                 head_version: head.map_or(0, |record| record.version),
                 entries: head.map_or(0, |record| record.entries),
-                lock: volume.lock_holder().map(|held| holder_to_pb(&held)),
+                lock: lock_state_to_pb(&volume.lock_state(), volume.legacy_max_age()),
                 watching: volume.watch.running.load(Ordering::Relaxed),
                 last_full_scan_unix: volume.watch.last_full_scan().map_or(0, unix),
                 lost_events: volume.watch.lost_events.load(Ordering::Relaxed),
@@ -269,6 +271,65 @@ impl pb::admin_server::Admin for AdminService {
         Ok(Response::new(pb::LogReply {
             versions: records.iter().map(record_to_pb).collect(),
         }))
+    }
+
+    async fn clear_lock(
+        &self,
+        request: Request<pb::ClearLockRequest>,
+    ) -> Result<Response<pb::ClearLockReply>, Status> {
+        let name = match request.into_inner().volume {
+            name if name.is_empty() => DEFAULT_VOLUME.to_owned(),
+            name => name,
+        };
+        let volume = self.state.volume(&name)?;
+
+        let job_volume = volume.clone();
+        let cleared = self
+            .state
+            .blocking(move |state| Ok(job_volume.clear_lock(state.store.as_ref())?))
+            .await?;
+        let reply = cleared_to_pb(&cleared, volume.legacy_max_age());
+        match &reply.freed {
+            Some(freed) => {
+                tracing::warn!(volume = %name, holder = %freed.address, host = %freed.host_name, pid = freed.process_id, token = freed.token, legacy = freed.legacy, "lock cleared by the operator")
+            }
+            None => tracing::info!(volume = %name, "clear-lock: the lock was free"),
+        }
+        Ok(Response::new(reply))
+    }
+}
+
+/// Returns the reply that says what `clear-lock` freed.
+pub(crate) fn cleared_to_pb(cleared: &Cleared, max_age: Duration) -> pb::ClearLockReply {
+    let now = SystemTime::now();
+    match cleared {
+        Cleared::Nothing => pb::ClearLockReply::default(),
+        Cleared::Grant(held) => pb::ClearLockReply {
+            freed: Some(holder_to_pb(held)),
+            age_ms: now
+                .duration_since(held.since)
+                .unwrap_or_default()
+                .as_millis() as u64,
+            stale_file: false,
+        },
+        Cleared::StaleFile(own) => pb::ClearLockReply {
+            freed: Some(pb::LockHolder {
+                address: own.address.clone(),
+                key_hash: own.key_hash.clone(),
+                host_name: own.host_name.clone(),
+                process_id: own.process_id,
+                since_unix: own.since_unix,
+                token: own.token,
+                ..pb::LockHolder::default()
+            }),
+            age_ms: own.age(now).as_millis() as u64,
+            stale_file: true,
+        },
+        Cleared::Legacy(legacy) => pb::ClearLockReply {
+            freed: Some(legacy_to_pb(legacy, max_age)),
+            age_ms: legacy.age(now).as_millis() as u64,
+            stale_file: false,
+        },
     }
 }
 

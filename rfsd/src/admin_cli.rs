@@ -1,8 +1,10 @@
 //! The operator's subcommands that talk to the running daemon over the
 //! administration socket: `client`, `status` and `log`. Each returns the
-//! text to print, for people or as JSON.
+//! text to print, for people or as JSON. `clear-lock`, which also works
+//! without the daemon, is in [`crate::clear_lock`].
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use hyper_util::rt::TokioIo;
@@ -12,6 +14,7 @@ use serde_json::json;
 use tokio::net::UnixStream;
 use tonic::transport::{Channel, Endpoint};
 
+use crate::clear_lock::human;
 use crate::cli::{ClientAddArgs, ClientCommand, ClientRemoveArgs, LogArgs};
 use crate::timefmt::unix_rfc3339;
 
@@ -85,12 +88,7 @@ pub async fn status(socket: &Path, json: bool) -> Result<String> {
         reply.clients_file
     );
     for volume in &reply.volumes {
-        let lock = volume.lock.as_ref().map_or("free".to_owned(), |holder| {
-            format!(
-                "held by {} ({}, pid {})",
-                holder.address, holder.host_name, holder.process_id
-            )
-        });
+        let lock = volume.lock.as_ref().map_or("free".to_owned(), lock_text);
         out += &format!(
             "volume {}: v{} ({} entries) at {}; lock {lock}\n",
             volume.volume, volume.head_version, volume.entries, volume.path
@@ -290,10 +288,32 @@ pub(crate) fn version_json(record: &pb::VersionRecord) -> serde_json::Value {
 
 fn holder_json(holder: &pb::LockHolder) -> serde_json::Value {
     json!({
-        "address": holder.address, "key_hash": non_empty(&holder.key_hash), "host_name": holder.host_name,
+        "address": non_empty(&holder.address), "key_hash": non_empty(&holder.key_hash), "host_name": holder.host_name,
         "process_id": holder.process_id, "since": unix_rfc3339(holder.since_unix),
-        "lease_remaining_ms": holder.lease_remaining_ms,
+        "lease_remaining_ms": holder.lease_remaining_ms, "legacy": holder.legacy, "token": holder.token,
     })
+}
+
+/// Returns the lock column of `status` for a held lock.
+fn lock_text(holder: &pb::LockHolder) -> String {
+    let remaining = Duration::from_millis(holder.lease_remaining_ms);
+    let since = unix_rfc3339(holder.since_unix);
+    if holder.legacy {
+        return format!(
+            "held by {} (.nft-lock written by another program, modified {since}; \
+             cleared in {} or by rfsd clear-lock)",
+            crate::lock::LEGACY_HOLDER,
+            human(remaining)
+        );
+    }
+    format!(
+        "held by {} ({}, pid {}) since {since}, token {}, lease ends in {}",
+        holder.address,
+        holder.host_name,
+        holder.process_id,
+        holder.token,
+        human(remaining)
+    )
 }
 
 fn non_empty(text: &str) -> Option<&str> {

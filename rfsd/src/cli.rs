@@ -65,6 +65,10 @@ pub enum Command {
     /// With the daemon stopped: move a lost or damaged database aside and
     /// rebuild it from the live trees, each becoming version 1.
     RebuildIndex,
+    /// Free the lock of a volume now and say what was freed. Works through
+    /// the running daemon, or directly on the state directory and the
+    /// volume when the daemon is stopped.
+    ClearLock(ClearLockArgs),
 }
 
 /// Options of `show` and `rollback`.
@@ -173,6 +177,10 @@ pub struct ServeArgs {
     /// reported, e.g. `10m`.
     #[arg(long, env = "RFSD_FULL_SCAN_INTERVAL", value_name = "DURATION")]
     pub full_scan_interval: Option<String>,
+    /// How long a `.nft-lock` written by another program is honoured before
+    /// rfsd clears it, e.g. `10m`.
+    #[arg(long, env = "RFSD_LEGACY_LOCK_MAX_AGE", value_name = "DURATION")]
+    pub legacy_lock_max_age: Option<String>,
 
     /// The largest file a volume may hold, in bytes.
     #[arg(long, env = "RFSD_MAX_FILE_SIZE", value_name = "BYTES")]
@@ -267,6 +275,22 @@ pub struct LogArgs {
     /// Show at most this many versions.
     #[arg(short = 'n', long = "limit", value_name = "N")]
     pub limit: Option<u32>,
+
+    /// Print JSON instead of text for people.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Options of `clear-lock`.
+#[derive(Debug, Args)]
+pub struct ClearLockArgs {
+    /// The volume whose lock to free.
+    #[arg(long, default_value = rfs_core::DEFAULT_VOLUME)]
+    pub volume: String,
+
+    /// The kmdata root, to find the volume when the daemon is stopped.
+    #[arg(long, env = "NFAST_KMDATA", value_name = "DIR")]
+    pub kmdata: Option<PathBuf>,
 
     /// Print JSON instead of text for people.
     #[arg(long)]

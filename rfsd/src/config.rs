@@ -11,7 +11,7 @@ use serde::Deserialize;
 
 use crate::cli::{Cli, ServeArgs};
 use crate::limits::Limits;
-use crate::lock::DEFAULT_LEASE;
+use crate::lock::{DEFAULT_LEASE, DEFAULT_LEGACY_MAX_AGE};
 use crate::watch::WatchSettings;
 
 /// The configuration file read when none is named.
@@ -66,6 +66,8 @@ pub struct Settings {
     pub volumes: Vec<VolumeSetting>,
     /// The lease of a commit lock.
     pub lock_lease: Duration,
+    /// How long a `.nft-lock` written by another program is honoured.
+    pub legacy_lock_max_age: Duration,
     /// Request limits.
     pub limits: Limits,
     /// How changes made on the host are noticed.
@@ -90,6 +92,7 @@ struct FileSettings {
     log_format: Option<String>,
     volumes: Option<Vec<String>>,
     lock_lease: Option<String>,
+    legacy_lock_max_age: Option<String>,
     max_file_size: Option<u64>,
     max_entries: Option<usize>,
     max_objects_per_commit: Option<usize>,
@@ -154,6 +157,17 @@ impl Settings {
             ),
             ..watch_defaults
         };
+        let legacy_text = serve
+            .legacy_lock_max_age
+            .clone()
+            .or(file.legacy_lock_max_age);
+        let legacy_lock_max_age = match legacy_text {
+            None => DEFAULT_LEGACY_MAX_AGE,
+            Some(text) => parse_duration(&text).unwrap_or_else(|err| {
+                problems.push(format!("legacy lock max age: {err}"));
+                DEFAULT_LEGACY_MAX_AGE
+            }),
+        };
         let extra = if serve.volumes.is_empty() {
             file.volumes.unwrap_or_default()
         } else {
@@ -188,6 +202,7 @@ impl Settings {
             log_format,
             volumes,
             lock_lease,
+            legacy_lock_max_age,
             limits,
             watch,
         };
@@ -378,6 +393,28 @@ mod tests {
         std::fs::write(&file, "listen_port = 1\n").unwrap();
 
         assert!(settings(&["rfsd", "--config", file.to_str().unwrap(), "serve"]).is_err());
+    }
+
+    #[test]
+    fn the_legacy_lock_age_comes_from_the_file_unless_a_flag_names_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("rfsd.toml");
+        std::fs::write(&file, "legacy_lock_max_age = \"20m\"\n").unwrap();
+        let config = file.to_str().unwrap();
+
+        let from_file = settings(&["rfsd", "--config", config, "serve"]).unwrap();
+        let from_flag = settings(&[
+            "rfsd",
+            "--config",
+            config,
+            "serve",
+            "--legacy-lock-max-age",
+            "90s",
+        ])
+        .unwrap();
+
+        assert_eq!(from_file.legacy_lock_max_age, Duration::from_secs(1200));
+        assert_eq!(from_flag.legacy_lock_max_age, Duration::from_secs(90));
     }
 
     #[test]

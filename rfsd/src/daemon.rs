@@ -27,6 +27,10 @@ use crate::volume::Volume;
 /// The database file inside the state directory.
 pub const DATABASE_FILE: &str = "rfsd.redb";
 
+/// The file inside the state directory whose advisory lock a running
+/// daemon holds.
+pub const STATE_LOCK_FILE: &str = "rfsd.lock";
+
 /// A daemon ready to run.
 #[derive(Debug)]
 pub struct Prepared {
@@ -73,6 +77,7 @@ pub async fn prepare(settings: &Settings) -> Result<Prepared> {
             setting.name.clone(),
             dir,
             settings.limits.scan(),
+            settings.legacy_lock_max_age,
         ));
         let recover_volume = volume.clone();
         let recover_store = store.clone();
@@ -162,19 +167,25 @@ pub fn open_store(state_dir: &Path) -> Result<RedbStore> {
     Ok(store)
 }
 
-fn lock_state_dir(state_dir: &Path) -> Result<File> {
+/// Takes the state directory's lock file, which a running daemon holds.
+///
+/// # Errors
+///
+/// Fails when another process (a running rfsd, or `rfsd clear-lock` on a
+/// stopped one) holds it, or the directory cannot be created.
+pub fn lock_state_dir(state_dir: &Path) -> Result<File> {
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(state_dir)
         .with_context(|| format!("creating the state directory {}", state_dir.display()))?;
-    let lock_path = state_dir.join("rfsd.lock");
+    let lock_path = state_dir.join(STATE_LOCK_FILE);
     let file =
         File::create(&lock_path).with_context(|| format!("opening {}", lock_path.display()))?;
     match file.try_lock() {
         Ok(()) => Ok(file),
         Err(std::fs::TryLockError::WouldBlock) => bail!(
-            "another rfsd is running on the state directory {}",
+            "the state directory {} is in use by another rfsd (or by `rfsd clear-lock`)",
             state_dir.display()
         ),
         Err(std::fs::TryLockError::Error(err)) => {

@@ -57,6 +57,7 @@ pub fn prepare(args: &DemoArgs) -> Result<Settings> {
             path: local,
         }],
         lock_lease: DEFAULT_LEASE,
+        legacy_lock_max_age: crate::lock::DEFAULT_LEGACY_MAX_AGE,
         limits: Limits::default(),
         watch: crate::watch::WatchSettings::default(),
     })

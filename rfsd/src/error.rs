@@ -59,6 +59,7 @@ impl From<StoreError> for ServiceError {
                 paths: paths.into_iter().map(|path| path.into_string()).collect(),
             },
             StoreError::Rejected(message) => ServiceError::InvalidArgument(message),
+            StoreError::StaleToken { .. } => ServiceError::StaleToken(err.to_string()),
             StoreError::MissingObject { .. } => ServiceError::FailedPrecondition(err.to_string()),
             StoreError::Corrupt(_) | StoreError::Database(_) => ServiceError::Internal(err.into()),
         }
@@ -68,7 +69,9 @@ impl From<StoreError> for ServiceError {
 impl From<LockError> for ServiceError {
     fn from(err: LockError) -> Self {
         match err {
-            LockError::Held { .. } => ServiceError::LockHeld(err.to_string()),
+            LockError::Held { .. } | LockError::Legacy { .. } => {
+                ServiceError::LockHeld(err.to_string())
+            }
             LockError::Stale { .. } => ServiceError::StaleToken(err.to_string()),
         }
     }
@@ -99,7 +102,16 @@ pub fn to_status(err: ServiceError) -> Status {
         ServiceError::LockHeld(message) | ServiceError::FailedPrecondition(message) => {
             Status::failed_precondition(message)
         }
-        ServiceError::StaleToken(message) => Status::aborted(message),
+        ServiceError::StaleToken(message) => {
+            let mut status = Status::aborted(message);
+            status.metadata_mut().insert(
+                proto::REFUSAL_KEY,
+                proto::REFUSAL_STALE_TOKEN
+                    .parse()
+                    .expect("the refusal value is valid ASCII metadata"),
+            );
+            status
+        }
         ServiceError::Conflict { base, head, paths } => {
             let shown: Vec<&str> = paths.iter().take(10).map(String::as_str).collect();
             let more = if paths.len() > shown.len() {

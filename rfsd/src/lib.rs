@@ -10,6 +10,7 @@
 
 pub mod admin;
 pub mod admin_cli;
+pub mod clear_lock;
 pub mod cli;
 pub mod config;
 pub mod conn;
@@ -20,6 +21,7 @@ pub mod grants;
 pub mod history_cli;
 pub mod limits;
 pub mod lock;
+pub mod lock_file;
 pub mod offline;
 pub mod server;
 pub mod service;

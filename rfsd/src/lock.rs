@@ -5,7 +5,12 @@
 //! renewing it; the fencing token grows by one with every grant (it comes
 //! from the store, so it keeps growing across restarts) and every write must
 //! carry the current one, so a holder that was paused past its lease can
-//! never write after someone else got the lock.
+//! never write after someone else got the lock. The store checks the token
+//! once more in the transaction that records a version.
+//!
+//! A `.nft-lock` that another program wrote into a volume (see
+//! [`crate::lock_file`]) also holds the lock, for "unknown legacy holder",
+//! until it is older than the configured limit.
 
 use std::time::{Duration, SystemTime};
 
@@ -15,6 +20,12 @@ use crate::grants::Peer;
 
 /// The default lease of a lock.
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);
+
+/// The default age after which a legacy `.nft-lock` is cleared.
+pub const DEFAULT_LEGACY_MAX_AGE: Duration = Duration::from_secs(10 * 60);
+
+/// The holder named for a `.nft-lock` that another program wrote.
+pub const LEGACY_HOLDER: &str = "unknown legacy holder";
 
 /// Who holds a lock, by their own account and as the server saw them.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,13 +52,20 @@ pub struct Held {
 }
 
 impl Held {
-    /// Returns a description for messages: who, since when, lease left.
+    /// Returns a description for messages: who, since when, and when the
+    /// lease runs out.
     pub fn describe(&self, now: Instant) -> String {
-        let left = self.expires.saturating_duration_since(now).as_secs();
+        let left = self.expires.saturating_duration_since(now);
         let since = crate::timefmt::rfc3339(self.since);
+        let until = crate::timefmt::rfc3339(SystemTime::now() + left);
         format!(
-            "{} (host {:?}, pid {}) since {since}, token {}; the lease runs out in {left}s unless renewed",
-            self.holder.peer, self.holder.host_name, self.holder.process_id, self.token
+            "{} (host {:?}, pid {}) since {since}, token {}; the lease runs out \
+             at {until} (in {}s) unless renewed",
+            self.holder.peer,
+            self.holder.host_name,
+            self.holder.process_id,
+            self.token,
+            left.as_secs()
         )
     }
 }
@@ -62,6 +80,22 @@ pub enum LockError {
         volume: String,
         /// Who holds it, for people.
         holder: String,
+    },
+    /// A `.nft-lock` written by another program holds the lock.
+    #[error(
+        "lock of volume {volume:?} is held by {LEGACY_HOLDER} (a .nft-lock \
+         written by another program {}s ago); rfsd clears it when it is \
+         {}s old, or now with `rfsd clear-lock --volume {volume}`",
+        age.as_secs(),
+        max_age.as_secs()
+    )]
+    Legacy {
+        /// The volume.
+        volume: String,
+        /// How old the file is.
+        age: Duration,
+        /// The age at which rfsd clears it.
+        max_age: Duration,
     },
     /// The token is not the current one: the lease ran out or the lock was
     /// freed and granted again.
@@ -92,6 +126,12 @@ impl LockSlot {
             _ => None,
         };
         (self.held.as_ref(), expired)
+    }
+
+    /// Returns whether a grant is recorded, even one whose lease ran out
+    /// and that [`LockSlot::current`] has not freed yet.
+    pub fn is_held(&self) -> bool {
+        self.held.is_some()
     }
 
     /// Grants the lock to `holder` with `token` if it is free.
@@ -163,6 +203,12 @@ impl LockSlot {
             Some(held) if held.token == token => self.held.take(),
             _ => None,
         }
+    }
+
+    /// Frees the lock whoever holds it (the operator's `clear-lock`);
+    /// returns the freed grant, even one whose lease already ran out.
+    pub fn clear(&mut self) -> Option<Held> {
+        self.held.take()
     }
 }
 
@@ -237,6 +283,58 @@ mod tests {
         assert_eq!(expired.unwrap().token, 1);
         assert!(slot.check("local", 1, Instant::now()).is_err());
         assert!(slot.check("local", 2, Instant::now()).is_ok());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_refusal_says_when_the_lease_runs_out() {
+        let mut slot = LockSlot::default();
+        let lease = Duration::from_secs(30);
+        slot.acquire("local", holder("127.0.0.2"), 1, lease, Instant::now())
+            .unwrap();
+        tokio::time::advance(Duration::from_secs(10)).await;
+
+        let refused = slot.acquire("local", holder("127.0.0.5"), 2, lease, Instant::now());
+
+        let message = refused.unwrap_err().to_string();
+        assert!(message.contains("the lease runs out at "), "{message}");
+        assert!(message.contains("(in 20s)"), "{message}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn clearing_frees_the_lock_at_once_and_fences_its_token() {
+        let mut slot = LockSlot::default();
+        slot.acquire(
+            "local",
+            holder("127.0.0.2"),
+            4,
+            DEFAULT_LEASE,
+            Instant::now(),
+        )
+        .unwrap();
+
+        let cleared = slot.clear();
+
+        assert_eq!(cleared.map(|held| held.token), Some(4));
+        assert!(slot.check("local", 4, Instant::now()).is_err());
+        assert!(slot.current(Instant::now()).0.is_none());
+        assert!(slot.clear().is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lease_renewed_in_time_never_runs_out() {
+        let mut slot = LockSlot::default();
+        let lease = Duration::from_secs(3);
+        slot.acquire("local", holder("127.0.0.2"), 9, lease, Instant::now())
+            .unwrap();
+
+        for _ in 0..10 {
+            tokio::time::advance(lease / 3).await;
+            slot.renew("local", 9, lease, Instant::now()).unwrap();
+        }
+        tokio::time::advance(lease + Duration::from_millis(1)).await;
+
+        assert!(slot.check("local", 9, Instant::now()).is_err());
+        assert!(slot.renew("local", 9, lease, Instant::now()).is_err());
     }
 
     #[tokio::test(start_paused = true)]

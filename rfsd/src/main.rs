@@ -12,7 +12,7 @@ use clap::Parser;
 use rfsd::cli::{Cli, Command, ServeArgs};
 use rfsd::config::{ConfigErrors, LogFormat, Settings};
 use rfsd::daemon::IndexLost;
-use rfsd::{admin_cli, daemon, demo, history_cli, offline, server, tls};
+use rfsd::{admin_cli, clear_lock, daemon, demo, history_cli, offline, server, tls};
 use sd_notify::NotifyState;
 use tokio::signal::unix::{SignalKind, signal};
 use tracing_subscriber::EnvFilter;
@@ -80,6 +80,7 @@ async fn run(cli: Cli) -> Result<()> {
                 Err(anyhow::anyhow!("verification found problems"))
             }
         }
+        Command::ClearLock(args) => print(clear_lock::run(&cli, args).await?),
     }
 }
 

@@ -14,7 +14,7 @@ use anyhow::{Context, Result, bail};
 use rfs_core::fsx::VolumeDir;
 
 use crate::config::Settings;
-use crate::daemon::{DATABASE_FILE, STORE_MARKER, open_store};
+use crate::daemon::{DATABASE_FILE, STORE_MARKER, lock_state_dir, open_store};
 use crate::store::{RedbStore, Store};
 use crate::volume::Volume;
 
@@ -97,28 +97,9 @@ pub fn rebuild_index(settings: &Settings) -> Result<String> {
     Ok(report)
 }
 
+/// Takes the state directory's lock, which a running daemon holds.
 fn lock_stopped(settings: &Settings) -> Result<File> {
-    std::fs::create_dir_all(&settings.state_dir)
-        .with_context(|| format!("creating {}", settings.state_dir.display()))?;
-    let lock_path = settings.state_dir.join("rfsd.lock");
-    let state_lock = File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .with_context(|| format!("opening {}", lock_path.display()))?;
-    match state_lock.try_lock() {
-        Ok(()) => Ok(state_lock),
-        Err(std::fs::TryLockError::WouldBlock) => {
-            bail!(
-                "rfsd is running on {}; stop it first (or use its administration socket)",
-                settings.state_dir.display()
-            )
-        }
-        Err(std::fs::TryLockError::Error(err)) => {
-            Err(err).with_context(|| format!("locking {}", lock_path.display()))
-        }
-    }
+    lock_state_dir(&settings.state_dir).context("stop rfsd first, or use its administration socket")
 }
 
 fn open_volumes(settings: &Settings) -> Result<Vec<Arc<Volume>>> {
@@ -135,6 +116,7 @@ fn open_volumes(settings: &Settings) -> Result<Vec<Arc<Volume>>> {
             setting.name.clone(),
             dir,
             settings.limits.scan(),
+            settings.legacy_lock_max_age,
         )));
     }
     Ok(volumes)

@@ -136,7 +136,8 @@ async fn serve_admin(
 }
 
 /// Frees locks whose lease ran out, so the lock file disappears and the
-/// expiry is logged even when no client asks.
+/// expiry is logged even when no client asks, and clears legacy lock files
+/// once they are too old.
 async fn sweep_locks(state: Arc<ServerState>, mut stop: watch::Receiver<bool>) {
     let mut interval = tokio::time::interval(LOCK_SWEEP);
     loop {
@@ -144,8 +145,17 @@ async fn sweep_locks(state: Arc<ServerState>, mut stop: watch::Receiver<bool>) {
             _ = interval.tick() => {}
             _ = stop.changed() => return,
         }
-        for volume in state.volumes.values() {
-            volume.lock_holder();
+        let swept = state
+            .blocking(|state| {
+                state
+                    .volumes
+                    .values()
+                    .for_each(|volume| volume.sweep_lock());
+                Ok(())
+            })
+            .await;
+        if let Err(err) = swept {
+            tracing::warn!(error = %err, "lock sweep failed");
         }
     }
 }

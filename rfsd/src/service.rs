@@ -113,7 +113,7 @@ impl pb::rfs_server::Rfs for RfsService {
         &self,
         request: Request<pb::ReleaseLockRequest>,
     ) -> Result<Response<pb::ReleaseLockReply>, Status> {
-        Ok(Response::new(locking::release(&self.state, request)?))
+        Ok(Response::new(locking::release(&self.state, request).await?))
     }
 
     async fn commit(

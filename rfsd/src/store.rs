@@ -114,6 +114,11 @@ pub struct NewVersion {
     pub deleted: Vec<RelPath>,
     /// Who asks.
     pub origin: Origin,
+    /// The fencing token the writer holds the volume's lock with. When set,
+    /// the transaction that records the version refuses it unless the token
+    /// is still the last one granted ([`Store::next_fencing_token`]).
+    /// `None` for changes that need no lock (import, local changes).
+    pub fencing_token: Option<u64>,
 }
 
 /// Why storage refused or failed an operation.
@@ -144,6 +149,20 @@ pub enum StoreError {
     /// the server lacks.
     #[error("{0}")]
     Rejected(String),
+    /// The writer's fencing token is no longer the last one granted: its
+    /// lock was granted again (or cleared) since.
+    #[error(
+        "lock token {token} of volume {volume:?} is no longer valid: the lock was granted \
+         again since (token {current})"
+    )]
+    StaleToken {
+        /// The volume.
+        volume: String,
+        /// The token the writer sent.
+        token: u64,
+        /// The last token granted.
+        current: u64,
+    },
     /// A file's object is not stored.
     #[error("object {digest} of {path:?} is not on the server; upload it first")]
     MissingObject {

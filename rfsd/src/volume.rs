@@ -11,14 +11,17 @@
 //! blocking pool while holding [`Volume::writer`].
 
 use std::collections::BTreeSet;
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result};
 use rfs_core::fsx::{ScanLimits, Staged, VolumeDir};
-use rfs_core::{ChangeSet, Digest, Entry, LOCK_FILE_NAME, Manifest, RelPath};
+use rfs_core::{ChangeSet, Digest, Entry, Manifest, RelPath};
 use tokio::time::Instant;
 
-use crate::lock::{Held, LockSlot};
+use crate::error::ServiceError;
+use crate::lock::{Held, Holder, LockError, LockSlot};
+use crate::lock_file::{self, LegacyLockFile, LockFile, OwnLockFile};
 use crate::store::{NewVersion, Origin, OriginSource, Store, VersionRecord};
 use crate::watch::WatchHealth;
 
@@ -35,22 +38,59 @@ pub struct Volume {
     /// Held by whoever records a version or writes the live tree, so those
     /// happen one at a time per volume.
     pub writer: tokio::sync::Mutex<()>,
-    /// The write lock that clients take for a commit.
+    /// The write lock that clients take for a commit. Whoever writes or
+    /// removes `.nft-lock` holds this mutex meanwhile, so the file always
+    /// agrees with the grant.
     pub lock: Mutex<LockSlot>,
+    /// Held while a grant is made (on the blocking pool only), so grants
+    /// happen one at a time.
+    granting: Mutex<()>,
+    /// The legacy `.nft-lock` last seen while no grant was held, so that
+    /// `status` and `Head` can show it without touching the disk.
+    legacy: Mutex<Option<LegacyLockFile>>,
+    /// How long a legacy `.nft-lock` is honoured.
+    legacy_max_age: Duration,
     /// Limits for scans of the live tree.
     pub limits: ScanLimits,
     /// The state of the volume's watcher, for `status`.
     pub watch: WatchHealth,
 }
 
+/// What the lock of a volume looks like to people.
+#[derive(Debug, Clone)]
+pub enum LockState {
+    /// Nobody holds it.
+    Free,
+    /// A client holds it.
+    Held(Held),
+    /// A `.nft-lock` written by another program holds it.
+    Legacy(LegacyLockFile),
+}
+
+/// What `clear-lock` freed.
+#[derive(Debug, Clone)]
+pub enum Cleared {
+    /// The lock was free and no lock file was there.
+    Nothing,
+    /// A live grant.
+    Grant(Held),
+    /// A lock file rfsd wrote that no live grant stood behind.
+    StaleFile(OwnLockFile),
+    /// A `.nft-lock` written by another program.
+    Legacy(LegacyLockFile),
+}
+
 impl Volume {
     /// Returns a volume over an opened live tree.
-    pub fn new(name: String, dir: VolumeDir, limits: ScanLimits) -> Self {
+    pub fn new(name: String, dir: VolumeDir, limits: ScanLimits, legacy_max_age: Duration) -> Self {
         Self {
             name,
             dir,
             writer: tokio::sync::Mutex::new(()),
             lock: Mutex::new(LockSlot::default()),
+            granting: Mutex::new(()),
+            legacy: Mutex::new(None),
+            legacy_max_age,
             limits,
             watch: WatchHealth::default(),
         }
@@ -64,7 +104,7 @@ impl Volume {
     ///
     /// Fails on store or file-system errors; the caller refuses to serve.
     pub fn recover(&self, store: &dyn Store) -> Result<()> {
-        self.remove_own_lock_file();
+        self.recover_lock_file(store)?;
         let Some(head) = store.head(&self.name)? else {
             let record = self.record_local(store, OriginSource::Import, &Manifest::new())?;
             tracing::info!(volume = %self.name, entries = record.entries, "imported the live tree as version 1");
@@ -156,6 +196,7 @@ impl Volume {
             changed,
             deleted,
             origin: local_origin(OriginSource::Local),
+            fencing_token: None,
         })?;
         store.set_applied(&self.name, record.version)?;
         tracing::info!(volume = %self.name, version = record.version, "recorded files changed on the host");
@@ -219,6 +260,7 @@ impl Volume {
             changed: changed.clone(),
             deleted: deleted.clone(),
             origin,
+            fencing_token: None,
         };
         let record = store.commit(request)?;
         self.apply(store, &changed, &deleted)?;
@@ -227,53 +269,226 @@ impl Volume {
         Ok(record)
     }
 
-    /// Writes `.nft-lock` to show who holds the lock.
-    pub fn write_lock_file(&self, held: &Held) {
-        let content = format!(
-            "rfsd lock\nholder: {}\nhost: {}\npid: {}\ntoken: {}\nsince: {}\n",
-            held.holder.peer,
-            held.holder.host_name,
-            held.holder.process_id,
-            held.token,
-            crate::timefmt::rfc3339(held.since)
-        );
-        let path = lock_file_path();
-        let result = self
-            .dir
-            .stage(&path, content.as_bytes(), 0o644)
-            .and_then(|staged| self.dir.install(staged));
-        if let Err(err) = result {
-            tracing::warn!(volume = %self.name, error = %err, "could not write the lock file");
-        }
-    }
-
-    /// Removes `.nft-lock` if rfsd wrote it.
-    pub fn remove_own_lock_file(&self) {
-        let path = lock_file_path();
-        let ours = self
-            .dir
-            .read(&path)
-            .is_ok_and(|content| content.starts_with(b"rfsd lock\n"));
-        if ours && let Err(err) = self.dir.remove_file(&path) {
-            tracing::warn!(volume = %self.name, error = %err, "could not remove the lock file");
-        }
-    }
-
-    /// Returns the lock holder after freeing an expired lease, logging and
-    /// removing the lock file of an expired one.
-    pub fn lock_holder(&self) -> Option<Held> {
-        let mut slot = self
-            .lock
+    /// Grants the lock to `holder` with a new fencing token and writes
+    /// `.nft-lock`.
+    ///
+    /// Grants are made one at a time, and a token is only spent while the
+    /// lock is free: so every token spent is granted, and a holder's token
+    /// stays the last one the store knows until the lock is freed. That is
+    /// what lets the store refuse a stale token in the transaction that
+    /// records a version.
+    ///
+    /// # Errors
+    ///
+    /// Returns [`LockError::Held`] when a client holds the lock and
+    /// [`LockError::Legacy`] when a legacy `.nft-lock` does, including one
+    /// that another program created while this grant was being written;
+    /// store errors as they come.
+    pub fn grant_lock(
+        &self,
+        store: &dyn Store,
+        holder: Holder,
+        lease: Duration,
+    ) -> Result<Held, ServiceError> {
+        let _granting = self
+            .granting
             .lock()
-            .expect("lock slot mutex is never poisoned: no code panics while holding it");
+            .expect("grant mutex is never poisoned: no code panics while holding it");
+        if let Some(held) = self.lock_holder() {
+            return Err(LockError::Held {
+                volume: self.name.clone(),
+                holder: held.describe(Instant::now()),
+            }
+            .into());
+        }
+        self.check_lock_file()?;
+        let token = store.next_fencing_token(&self.name)?;
+
+        let mut slot = self.slot();
+        let held = slot.acquire(&self.name, holder, token, lease, Instant::now())?;
+        if let Err(err) = self.settle_lock_file() {
+            slot.release(token);
+            return Err(err.into());
+        }
+        match lock_file::create(&self.dir, &held) {
+            Ok(true) => {}
+            Ok(false) => {
+                slot.release(token);
+                return Err(LockError::Legacy {
+                    volume: self.name.clone(),
+                    age: Duration::ZERO,
+                    max_age: self.legacy_max_age,
+                }
+                .into());
+            }
+            Err(err) => {
+                tracing::warn!(volume = %self.name, error = %err, "could not write the lock file")
+            }
+        }
+        Ok(held)
+    }
+
+    /// Frees the lock if `token` holds it, removing its `.nft-lock`.
+    pub fn release_lock(&self, token: u64) -> Option<Held> {
+        let mut slot = self.slot();
+        let released = slot.release(token)?;
+        // A file another program wrote over rfsd's meanwhile stays.
+        if let Ok(LockFile::Own(_)) = lock_file::inspect(&self.dir) {
+            self.remove_lock_file();
+        }
+        Some(released)
+    }
+
+    /// Frees the lock now, whoever holds it, and removes `.nft-lock`
+    /// whoever wrote it (the operator's `clear-lock`). A freed grant's token
+    /// is voided in the store too, so not even a commit already past the
+    /// lease check can record a version with it.
+    ///
+    /// # Errors
+    ///
+    /// Fails on store or file-system errors.
+    pub fn clear_lock(&self, store: &dyn Store) -> Result<Cleared> {
+        let mut slot = self.slot();
+        *self.legacy_cache() = None;
+        if let Some(held) = slot.clear() {
+            self.remove_lock_file();
+            store.next_fencing_token(&self.name)?;
+            return Ok(Cleared::Grant(held));
+        }
+
+        let cleared = match lock_file::inspect(&self.dir)? {
+            LockFile::Absent => return Ok(Cleared::Nothing),
+            LockFile::Own(own) => {
+                store.next_fencing_token(&self.name)?;
+                Cleared::StaleFile(own)
+            }
+            LockFile::Legacy(legacy) => Cleared::Legacy(legacy),
+        };
+        lock_file::remove(&self.dir)?;
+        Ok(cleared)
+    }
+
+    /// Frees a lock whose lease ran out, logging its holder, and settles
+    /// `.nft-lock` while no grant is held: a leftover of rfsd's own is
+    /// removed, a legacy one is remembered for `status` while it is
+    /// honoured and removed with a warning once it is too old.
+    pub fn sweep_lock(&self) {
+        self.lock_holder();
+        let slot = self.slot();
+        if slot.is_held() {
+            return;
+        }
+        // An honoured legacy lock is no failure here; `status` shows it.
+        let _ = self.settle_lock_file();
+    }
+
+    /// Checks `.nft-lock` before a token is spent on a grant that a legacy
+    /// lock would refuse.
+    fn check_lock_file(&self) -> Result<(), LockError> {
+        let slot = self.slot();
+        if slot.is_held() {
+            return Ok(());
+        }
+        self.settle_lock_file()
+    }
+
+    /// Returns the lock holder after freeing an expired lease, which is
+    /// logged at warn with its holder. The sweeper removes its lock file.
+    pub fn lock_holder(&self) -> Option<Held> {
+        let mut slot = self.slot();
         let (current, expired) = slot.current(Instant::now());
         let current = current.cloned();
         drop(slot);
         if let Some(expired) = expired {
             tracing::warn!(volume = %self.name, holder = %expired.holder.peer, host = %expired.holder.host_name, pid = expired.holder.process_id, token = expired.token, "lock lease ran out; lock freed");
-            self.remove_own_lock_file();
         }
         current
+    }
+
+    /// Returns who holds the lock, without touching the disk.
+    pub fn lock_state(&self) -> LockState {
+        if let Some(held) = self.lock_holder() {
+            return LockState::Held(held);
+        }
+        match *self.legacy_cache() {
+            Some(legacy) => LockState::Legacy(legacy),
+            None => LockState::Free,
+        }
+    }
+
+    /// Returns how long a legacy `.nft-lock` is honoured.
+    pub fn legacy_max_age(&self) -> Duration {
+        self.legacy_max_age
+    }
+
+    /// With the slot mutex held and no live grant: removes rfsd's own stale
+    /// lock file or a legacy one past its age, and refuses while a legacy
+    /// one is honoured.
+    fn settle_lock_file(&self) -> Result<(), LockError> {
+        let found = match lock_file::inspect(&self.dir) {
+            Ok(found) => found,
+            Err(err) => {
+                tracing::warn!(volume = %self.name, error = %err, "could not read the lock file");
+                return Ok(());
+            }
+        };
+        let now = SystemTime::now();
+        let mut cache = self.legacy_cache();
+        *cache = None;
+        match found {
+            LockFile::Absent => {}
+            LockFile::Own(own) => {
+                tracing::debug!(volume = %self.name, token = own.token, "removing a lock file no grant holds");
+                self.remove_lock_file();
+            }
+            LockFile::Legacy(legacy) if legacy.is_honoured(now, self.legacy_max_age) => {
+                *cache = Some(legacy);
+                return Err(LockError::Legacy {
+                    volume: self.name.clone(),
+                    age: legacy.age(now),
+                    max_age: self.legacy_max_age,
+                });
+            }
+            LockFile::Legacy(legacy) => {
+                let age_s = legacy.age(now).as_secs();
+                tracing::warn!(volume = %self.name, age_s, max_age_s = self.legacy_max_age.as_secs(), "removing a legacy .nft-lock older than the limit");
+                self.remove_lock_file();
+            }
+        }
+        Ok(())
+    }
+
+    /// Settles `.nft-lock` at start-up, before any grant: a file of an
+    /// earlier run is removed and its token voided in the store.
+    fn recover_lock_file(&self, store: &dyn Store) -> Result<()> {
+        if let LockFile::Own(own) = lock_file::inspect(&self.dir)? {
+            store.next_fencing_token(&self.name)?;
+            tracing::info!(volume = %self.name, holder = %own.address, token = own.token, "removed the lock file of an earlier run; its token no longer counts");
+            lock_file::remove(&self.dir)?;
+            return Ok(());
+        }
+        if let Err(err) = self.settle_lock_file() {
+            tracing::warn!(volume = %self.name, error = %err, "honouring a legacy .nft-lock");
+        }
+        Ok(())
+    }
+
+    fn remove_lock_file(&self) {
+        if let Err(err) = lock_file::remove(&self.dir) {
+            tracing::warn!(volume = %self.name, error = %err, "could not remove the lock file");
+        }
+    }
+
+    fn slot(&self) -> MutexGuard<'_, LockSlot> {
+        self.lock
+            .lock()
+            .expect("lock slot mutex is never poisoned: no code panics while holding it")
+    }
+
+    fn legacy_cache(&self) -> MutexGuard<'_, Option<LegacyLockFile>> {
+        self.legacy
+            .lock()
+            .expect("legacy lock mutex is never poisoned: no code panics while holding it")
     }
 
     fn reconcile(&self, store: &dyn Store) -> Result<()> {
@@ -307,6 +522,7 @@ impl Volume {
             changed,
             deleted,
             origin: local_origin(source),
+            fencing_token: None,
         };
         let record = store.commit(request)?;
         store.set_applied(&self.name, record.version)?;
@@ -407,10 +623,6 @@ impl Volume {
     }
 }
 
-fn lock_file_path() -> RelPath {
-    RelPath::new(LOCK_FILE_NAME).expect("the lock file name is a valid path")
-}
-
 /// Returns a digest cache for scans: none, since the live tree keeps no stat
 /// keys yet.
 ///
@@ -433,5 +645,118 @@ fn local_origin(source: OriginSource) -> Origin {
         process_id: std::process::id(),
         time_unix: crate::timefmt::now_unix(),
         reason: String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rfs_core::fsx::ScanLimits;
+
+    use super::*;
+    use crate::grants::Peer;
+    use crate::store::RedbStore;
+
+    const LEASE: Duration = Duration::from_secs(30);
+    const LEGACY_MAX_AGE: Duration = Duration::from_secs(600);
+
+    fn holder(addr: &str) -> Holder {
+        Holder {
+            peer: Peer {
+                addr: addr.parse().unwrap(),
+                key_hash: None,
+            },
+            host_name: "fw1".into(),
+            process_id: 42,
+        }
+    }
+
+    fn volume_and_store(dir: &std::path::Path) -> (Volume, RedbStore) {
+        let live = VolumeDir::create(&dir.join("local")).unwrap();
+        let volume = Volume::new("local".into(), live, ScanLimits::default(), LEGACY_MAX_AGE);
+        let store = RedbStore::open(&dir.join("rfsd.redb")).unwrap();
+        (volume, store)
+    }
+
+    #[tokio::test]
+    async fn a_refused_grant_spends_no_token_so_the_holder_stays_current() {
+        let dir = tempfile::tempdir().unwrap();
+        let (volume, store) = volume_and_store(dir.path());
+        let held = volume
+            .grant_lock(&store, holder("127.0.0.2"), LEASE)
+            .unwrap();
+
+        let refused = volume.grant_lock(&store, holder("127.0.0.5"), LEASE);
+
+        assert!(matches!(refused, Err(ServiceError::LockHeld(_))));
+        assert_eq!(store.next_fencing_token("local").unwrap(), held.token + 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_expired_lease_lets_the_next_client_in_and_the_sweep_removes_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let (volume, store) = volume_and_store(dir.path());
+        let first = volume
+            .grant_lock(&store, holder("127.0.0.2"), LEASE)
+            .unwrap();
+        let lock_file = dir.path().join("local/.nft-lock");
+        assert!(lock_file.exists());
+
+        tokio::time::advance(LEASE + Duration::from_secs(1)).await;
+        volume.sweep_lock();
+        let file_after_expiry = lock_file.exists();
+        let second = volume
+            .grant_lock(&store, holder("127.0.0.5"), LEASE)
+            .unwrap();
+
+        assert!(!file_after_expiry, "the sweep left the expired lock's file");
+        assert_eq!(second.token, first.token + 1);
+        assert!(volume.release_lock(first.token).is_none());
+        assert!(matches!(volume.lock_state(), LockState::Held(held) if held.token == second.token));
+    }
+
+    #[tokio::test]
+    async fn a_legacy_lock_is_honoured_until_too_old_then_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let (volume, store) = volume_and_store(dir.path());
+        let lock_file = dir.path().join("local/.nft-lock");
+        std::fs::write(&lock_file, b"held by the vendor's tool\n").unwrap();
+
+        let refused = volume.grant_lock(&store, holder("127.0.0.2"), LEASE);
+        let shown = volume.lock_state();
+        let aged = SystemTime::now() - LEGACY_MAX_AGE - Duration::from_secs(60);
+        std::fs::File::options()
+            .write(true)
+            .open(&lock_file)
+            .unwrap()
+            .set_modified(aged)
+            .unwrap();
+        volume.sweep_lock();
+        let granted = volume.grant_lock(&store, holder("127.0.0.2"), LEASE);
+
+        let Err(ServiceError::LockHeld(message)) = refused else {
+            panic!("expected a held lock, got {refused:?}")
+        };
+        assert!(message.contains("unknown legacy holder"), "{message}");
+        assert!(matches!(shown, LockState::Legacy(_)));
+        assert_eq!(granted.unwrap().token, 1, "the refusal spent a token");
+        let content = std::fs::read_to_string(&lock_file).unwrap();
+        assert!(content.starts_with("rfsd lock\n"), "{content}");
+    }
+
+    #[tokio::test]
+    async fn clearing_a_grant_voids_its_token_in_the_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let (volume, store) = volume_and_store(dir.path());
+        let held = volume
+            .grant_lock(&store, holder("127.0.0.2"), LEASE)
+            .unwrap();
+
+        let cleared = volume.clear_lock(&store).unwrap();
+        let nothing = volume.clear_lock(&store).unwrap();
+
+        assert!(matches!(cleared, Cleared::Grant(freed) if freed.token == held.token));
+        assert!(matches!(nothing, Cleared::Nothing));
+        assert!(!dir.path().join("local/.nft-lock").exists());
+        assert_eq!(store.next_fencing_token("local").unwrap(), held.token + 2);
     }
 }

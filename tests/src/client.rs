@@ -16,7 +16,7 @@ use serde_json::Value;
 use tempfile::TempDir;
 
 use crate::binaries::binaries;
-use crate::process::{self, COMMAND_LIMIT, RunResult};
+use crate::process::{self, COMMAND_LIMIT, RunResult, Running};
 use crate::server::{KEEP_VAR, read_optional};
 
 /// The address clients use to reach the server.
@@ -115,14 +115,40 @@ impl Client {
 
     /// Runs `rfs-sync --kmdata DIR ARGS` and returns how it ended.
     pub fn run(&self, args: &[&str]) -> RunResult {
+        process::run(self.command(args), COMMAND_LIMIT)
+    }
+
+    /// Starts `rfs-sync --kmdata DIR ARGS` in the background, so the test
+    /// can pause or kill it midway.
+    pub fn start(&self, args: &[&str]) -> Running {
+        process::spawn(self.command(args))
+    }
+
+    /// Writes a file of `size` bytes to `path` in the local directory: big
+    /// enough that sending it keeps the commit lock held for a while.
+    pub fn write_large(&self, path: &str, size: usize) {
+        let content: Vec<u8> = (0..size).map(|index| (index % 251) as u8).collect();
+        self.write(path, &content);
+    }
+
+    /// Holds the advisory run lock in this client's state directory, the
+    /// way a running `rfs-sync` does, until the returned file is dropped.
+    pub fn hold_run_lock(&self) -> fs::File {
+        let dir = self.kmdata.join("rfs-sync");
+        fs::create_dir_all(&dir).expect("creating the client's state directory");
+        let file = fs::File::create(dir.join("lock")).expect("creating the run lock file");
+        file.try_lock().expect("taking the client's run lock");
+        file
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
         let mut command = Command::new(&binaries().rfs_sync);
         command.arg("--kmdata").arg(&self.kmdata).args(args);
         for var in ["NFAST_KMDATA", "NFAST_KMLOCAL", "RUST_LOG"] {
             command.env_remove(var);
         }
         command.env("NO_COLOR", "1");
-
-        process::run(command, COMMAND_LIMIT)
+        command
     }
 
     /// Runs `rfs-sync --update`.

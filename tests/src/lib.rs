@@ -34,7 +34,7 @@ mod tree;
 pub use crate::binaries::BIN_DIR_VAR;
 pub use crate::client::Client;
 pub use crate::grant::Grant;
-pub use crate::process::{COMMAND_LIMIT, RunResult};
+pub use crate::process::{COMMAND_LIMIT, RunResult, Running};
 pub use crate::server::{KEEP_VAR, Server, ServerBuilder, Shutdown};
 pub use crate::tree::{assert_same_tree, assert_tree_holds, tree_diff};
 

@@ -5,6 +5,7 @@
 //! owns the child, which bounds the wait without sleeping or polling a clock.
 
 use std::fmt;
+use std::io;
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::mpsc;
 use std::thread;
@@ -68,6 +69,92 @@ impl fmt::Display for RunResult {
     }
 }
 
+/// A command started in the background, with its output captured, that a
+/// test can pause, resume or kill before it collects the result.
+#[derive(Debug)]
+pub struct Running {
+    command: String,
+    pid: Pid,
+    /// Receives the output once the waiter thread has reaped the child.
+    done: mpsc::Receiver<io::Result<Output>>,
+}
+
+impl Running {
+    /// Stops the process with SIGSTOP, as a debugger or an overloaded
+    /// host would.
+    pub fn pause(&self) {
+        self.signal(Signal::STOP);
+    }
+
+    /// Lets a paused process run on with SIGCONT.
+    pub fn resume(&self) {
+        self.signal(Signal::CONT);
+    }
+
+    /// Kills the process with SIGKILL, as a crash would: no handler runs.
+    pub fn kill(&self) {
+        self.signal(Signal::KILL);
+    }
+
+    /// Waits for the process to exit, killing it after [`COMMAND_LIMIT`],
+    /// and returns how it ended.
+    ///
+    /// Panics, showing the whole run, if it had to be killed.
+    pub fn wait(self) -> RunResult {
+        let (output, timed_out) = match self.done.recv_timeout(COMMAND_LIMIT) {
+            Ok(output) => (output, false),
+            Err(_) => {
+                let _ = kill_process(self.pid, Signal::KILL);
+                let output = self
+                    .done
+                    .recv()
+                    .expect("the waiter thread sends exactly once");
+                (output, true)
+            }
+        };
+        let output = output.expect("collecting a spawned child's output cannot fail");
+        let result = result_of(self.command, &output);
+        assert!(
+            !timed_out,
+            "killed after {COMMAND_LIMIT:?} without finishing\n{result}"
+        );
+
+        result
+    }
+
+    fn signal(&self, signal: Signal) {
+        // The waiter thread reaps the child only after it exited, so the pid
+        // still names it; signalling a process that just exited is harmless.
+        let _ = kill_process(self.pid, signal);
+    }
+}
+
+/// Starts `command` in the background with standard input closed and its
+/// output captured.
+///
+/// Panics if the command cannot start.
+pub(crate) fn spawn(mut command: Command) -> Running {
+    let description = describe(&command);
+    command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let child = command
+        .spawn()
+        .unwrap_or_else(|err| panic!("cannot start {description}: {err}"));
+
+    let pid = Pid::from_child(&child);
+    let (tx, done) = mpsc::channel();
+    thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    Running {
+        command: description,
+        pid,
+        done,
+    }
+}
+
 /// Runs `command` with standard input closed and its output captured,
 /// killing it if it runs longer than `limit`.
 ///
@@ -84,12 +171,7 @@ pub(crate) fn run(mut command: Command, limit: Duration) -> RunResult {
         .unwrap_or_else(|err| panic!("cannot start {description}: {err}"));
 
     let (output, timed_out) = wait_output(child, limit);
-    let result = RunResult {
-        command: description,
-        code: exit_code(output.status),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    };
+    let result = result_of(description, &output);
     assert!(
         !timed_out,
         "killed after {limit:?} without finishing\n{result}"
@@ -122,6 +204,16 @@ pub(crate) fn terminate(mut child: Child, grace: Duration) -> ExitStatus {
         }
     };
     status.expect("waiting for a spawned child cannot fail")
+}
+
+/// Returns the result of a finished command.
+fn result_of(command: String, output: &Output) -> RunResult {
+    RunResult {
+        command,
+        code: exit_code(output.status),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
 }
 
 /// Returns the exit code of `status`, or 128 + the signal number.

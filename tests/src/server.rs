@@ -11,6 +11,7 @@ use std::io;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
 
@@ -32,6 +33,12 @@ const READY_CHECK: Duration = Duration::from_secs(1);
 /// How long rfsd may take to exit after SIGTERM before it is killed.
 const STOP_GRACE: Duration = Duration::from_secs(10);
 
+/// How long [`Server::wait_for_lock_holder`] waits before the test fails.
+const LOCK_WAIT_LIMIT: Duration = Duration::from_secs(60);
+
+/// How long [`Server::wait_for_lock_holder`] pauses between looks.
+const LOCK_POLL: Duration = Duration::from_millis(20);
+
 /// How many lines of the daemon log a failing test prints.
 const LOG_TAIL_LINES: usize = 400;
 
@@ -49,6 +56,8 @@ pub struct ServerBuilder {
     fixture: Option<TreeSpec>,
     grants: Vec<Grant>,
     plaintext: bool,
+    serve_args: Vec<String>,
+    legacy_lock_age: Option<Duration>,
 }
 
 impl ServerBuilder {
@@ -71,6 +80,20 @@ impl ServerBuilder {
         self
     }
 
+    /// Passes more options to `rfsd serve`, such as `--lock-lease 2s`.
+    pub fn with_serve_args(mut self, args: &[&str]) -> Self {
+        self.serve_args
+            .extend(args.iter().map(|arg| (*arg).to_owned()));
+        self
+    }
+
+    /// Puts a `.nft-lock` into `kmdata/local` before the daemon starts, as
+    /// the vendor's tools leave one, last modified `age` ago.
+    pub fn with_legacy_lock(mut self, age: Duration) -> Self {
+        self.legacy_lock_age = Some(age);
+        self
+    }
+
     /// Starts the daemon and returns once it has signalled readiness.
     ///
     /// Panics, printing the daemon log, if it exits or stays silent.
@@ -82,10 +105,17 @@ impl ServerBuilder {
             .expect("creating the server's temporary directory");
         let paths = ServerPaths::new(dir.path());
         let fixture = paths.prepare(self.fixture, &self.grants);
+        if let Some(age) = self.legacy_lock_age {
+            write_legacy_lock(&paths.local, age);
+        }
 
         let notify =
             UnixDatagram::bind(&paths.notify_socket).expect("binding the readiness socket");
-        let child = spawn_daemon(binaries, &paths, self.plaintext, 0);
+        let mut serve_args = self.serve_args;
+        if self.plaintext {
+            serve_args.push("--insecure-plaintext".to_owned());
+        }
+        let child = spawn_daemon(binaries, &paths, "127.0.0.1:0", &serve_args);
         let mut server = Server {
             dir,
             paths,
@@ -95,6 +125,7 @@ impl ServerBuilder {
             key_hash: None,
             plaintext: self.plaintext,
             fixture,
+            serve_args,
         };
 
         server.port = server.wait_until_ready();
@@ -123,6 +154,8 @@ pub struct Server {
     key_hash: Option<String>,
     plaintext: bool,
     fixture: Vec<FixtureFile>,
+    /// The options given to `rfsd serve` besides the paths, for restarts.
+    serve_args: Vec<String>,
 }
 
 /// The result of stopping a server with SIGTERM.
@@ -247,6 +280,89 @@ impl Server {
         client
     }
 
+    /// Returns the parsed output of `rfsd status --json`; panics if the
+    /// command fails.
+    pub fn status_json(&self) -> Value {
+        self.admin(&["status", "--json"]).assert_success().json()
+    }
+
+    /// Waits until `rfsd status` shows the lock of `local` held by a client
+    /// at `address`, and returns the holder as `status --json` shows it.
+    ///
+    /// Panics, showing the last status, when that has not happened within
+    /// a minute.
+    pub fn wait_for_lock_holder(&self, address: &str) -> Value {
+        // Nothing ever sends on this channel: its receive timeout is the
+        // pause between looks, without sleeping a thread.
+        let (_tx, pause) = mpsc::channel::<()>();
+        let looks = LOCK_WAIT_LIMIT.as_millis() / LOCK_POLL.as_millis();
+        let mut status = Value::Null;
+        for _ in 0..looks {
+            status = self.status_json();
+            let lock = &status["volumes"][0]["lock"];
+            if lock["address"] == address {
+                return lock.clone();
+            }
+            let _ = pause.recv_timeout(LOCK_POLL);
+        }
+
+        panic!("{address} did not take the lock within {LOCK_WAIT_LIMIT:?}; last status: {status}");
+    }
+
+    /// Returns the content of `.nft-lock` in the live `local` directory,
+    /// or `None` if there is none.
+    pub fn lock_file(&self) -> Option<String> {
+        self.read(".nft-lock")
+            .map(|content| String::from_utf8_lossy(&content).into_owned())
+    }
+
+    /// Runs `rfsd clear-lock --json` with the daemon's kmdata, state
+    /// directory and admin socket, so that it also works with the daemon
+    /// stopped.
+    pub fn clear_lock(&self) -> RunResult {
+        let mut command = Command::new(&binaries().rfsd);
+        command
+            .args(["clear-lock", "--json", "--kmdata"])
+            .arg(&self.paths.kmdata)
+            .arg("--state-dir")
+            .arg(&self.paths.state)
+            .arg("--admin-socket")
+            .arg(&self.paths.admin_socket);
+        clean_env(&mut command);
+        process::run(command, COMMAND_LIMIT)
+    }
+
+    /// Kills the daemon with SIGKILL, as a crash would, keeping its
+    /// directories for [`Server::restart`].
+    pub fn kill(&mut self) {
+        let mut child = self.child.take().expect("the server is running");
+        let _ = child.kill();
+        child.wait().expect("reaping the killed rfsd");
+    }
+
+    /// Starts the daemon again on the same directories and port, and
+    /// returns once it has signalled readiness.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "restart needs a stopped server");
+        self.drain_notifications();
+        self.notify
+            .set_nonblocking(false)
+            .expect("making the readiness socket blocking again");
+        let listen = format!("127.0.0.1:{}", self.port);
+        self.child = Some(spawn_daemon(
+            binaries(),
+            &self.paths,
+            &listen,
+            &self.serve_args,
+        ));
+
+        let port = self.wait_until_ready();
+        assert_eq!(
+            port, self.port,
+            "the restarted daemon moved to another port"
+        );
+    }
+
     /// Returns what the daemon has logged so far.
     pub fn log_text(&self) -> String {
         fs::read_to_string(&self.paths.log).unwrap_or_default()
@@ -279,30 +395,13 @@ impl Server {
         status
     }
 
-    /// Starts a halted daemon again on the same directories and waits until
-    /// it is ready.
-    pub fn restart(&mut self) {
-        assert!(self.child.is_none(), "restart needs a halted server");
-        self.notify
-            .set_nonblocking(false)
-            .expect("making the readiness socket blocking");
-        // The same port, so that clients set up before keep working.
-        self.child = Some(spawn_daemon(
-            binaries(),
-            &self.paths,
-            self.plaintext,
-            self.port,
-        ));
-        self.port = self.wait_until_ready();
-    }
-
     /// Runs `rfsd serve` for a halted server in the foreground and returns
     /// how it ended, for tests of a start-up that must be refused. A daemon
     /// that starts after all is killed when the command limit passes.
     pub fn serve_refused(&self) -> RunResult {
         assert!(self.child.is_none(), "serve_refused needs a halted server");
         process::run(
-            serve_command(binaries(), &self.paths, self.plaintext, 0),
+            serve_command(binaries(), &self.paths, "127.0.0.1:0", &self.serve_args),
             COMMAND_LIMIT,
         )
     }
@@ -499,8 +598,27 @@ impl ServerPaths {
     }
 }
 
+/// Writes a `.nft-lock` the way another program would, last modified `age`
+/// ago.
+fn write_legacy_lock(local: &Path, age: Duration) {
+    let path = local.join(".nft-lock");
+    fs::write(&path, "locked by rfs-sync on fw9\n").expect("writing the legacy lock");
+    let file = File::options()
+        .write(true)
+        .open(&path)
+        .expect("opening the legacy lock");
+    let modified = std::time::SystemTime::now() - age;
+    file.set_modified(modified)
+        .expect("setting the legacy lock's modification time");
+}
+
 /// Returns the `rfsd serve` command for a server's paths.
-fn serve_command(binaries: &Binaries, paths: &ServerPaths, plaintext: bool, port: u16) -> Command {
+fn serve_command(
+    binaries: &Binaries,
+    paths: &ServerPaths,
+    listen: &str,
+    extra: &[String],
+) -> Command {
     let mut command = Command::new(&binaries.rfsd);
     command
         .arg("serve")
@@ -508,22 +626,19 @@ fn serve_command(binaries: &Binaries, paths: &ServerPaths, plaintext: bool, port
         .arg(&paths.kmdata)
         .arg("--state-dir")
         .arg(&paths.state)
-        .arg("--listen")
-        .arg(format!("127.0.0.1:{port}"))
+        .args(["--listen", listen])
         .arg("--clients")
         .arg(&paths.clients)
         .arg("--admin-socket")
-        .arg(&paths.admin_socket);
-    if plaintext {
-        command.arg("--insecure-plaintext");
-    }
+        .arg(&paths.admin_socket)
+        .args(extra);
     clean_env(&mut command);
     command
 }
 
-/// Spawns `rfsd serve` with its output going to the log file.
-fn spawn_daemon(binaries: &Binaries, paths: &ServerPaths, plaintext: bool, port: u16) -> Child {
-    // Appending keeps the log of an earlier run of a restarted server.
+/// Spawns `rfsd serve` with its output appended to the log file, which
+/// keeps the log of an earlier run of a restarted server.
+fn spawn_daemon(binaries: &Binaries, paths: &ServerPaths, listen: &str, extra: &[String]) -> Child {
     let log = File::options()
         .create(true)
         .append(true)
@@ -532,7 +647,7 @@ fn spawn_daemon(binaries: &Binaries, paths: &ServerPaths, plaintext: bool, port:
     let log_for_stdout = log.try_clone().expect("duplicating the log file handle");
     let filter = std::env::var("RFS_TEST_LOG").unwrap_or_else(|_| DEFAULT_LOG_FILTER.into());
 
-    let mut command = serve_command(binaries, paths, plaintext, port);
+    let mut command = serve_command(binaries, paths, listen, extra);
     command
         .env("NOTIFY_SOCKET", &paths.notify_socket)
         .env("RUST_LOG", filter)
@@ -556,6 +671,9 @@ fn clean_env(command: &mut Command) {
         "RFSD_CLIENTS",
         "RFSD_ADMIN_SOCKET",
         "RFSD_INSECURE_PLAINTEXT",
+        "RFSD_LOCK_LEASE",
+        "RFSD_LEGACY_LOCK_MAX_AGE",
+        "RFSD_VOLUMES",
         "NFAST_KMDATA",
         "NFAST_KMLOCAL",
         "NOTIFY_SOCKET",

@@ -16,7 +16,7 @@ use crate::remote::{LockAnswer, Remote};
 const FIRST_RETRY: Duration = Duration::from_millis(250);
 
 /// The longest pause between attempts.
-const MAX_RETRY: Duration = Duration::from_secs(5);
+const MAX_RETRY: Duration = Duration::from_secs(2);
 
 /// The shortest pause between lease renewals, whatever lease the server
 /// grants.
@@ -60,9 +60,23 @@ pub(crate) async fn acquire(
             announced = true;
         }
         tracing::debug!(holder = %message, "lock held, retrying");
-        tokio::time::sleep(delay.min(deadline - now)).await;
+        tokio::time::sleep(jittered(delay).min(deadline - now)).await;
         delay = (delay * 2).min(MAX_RETRY);
     }
+}
+
+/// Returns a pause between half of `delay` and all of it, different in
+/// each process: clients that started waiting together must not retry in
+/// step, or each round only one of them gets the lock.
+pub(crate) fn jittered(delay: Duration) -> Duration {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.subsec_nanos());
+    // A multiplicative hash spreads neighbouring pids and times apart.
+    let mixed =
+        (u64::from(nanos) ^ u64::from(std::process::id())).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    let fraction = (mixed >> 32) as f64 / f64::from(u32::MAX);
+    delay.mul_f64(0.5 + fraction / 2.0)
 }
 
 fn hold(remote: &Remote, token: u64, lease: Duration) -> HeldLock {
@@ -92,6 +106,20 @@ impl HeldLock {
         match remote.release_lock(self.token).await {
             Ok(()) => tracing::debug!(token = self.token, "lock released"),
             Err(err) => tracing::warn!(error = %format!("{err:#}"), "lock release failed"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_jittered_pause_stays_between_half_and_all_of_the_delay() {
+        for _ in 0..100 {
+            let pause = jittered(Duration::from_secs(2));
+            assert!(pause >= Duration::from_secs(1), "{pause:?}");
+            assert!(pause <= Duration::from_secs(2), "{pause:?}");
         }
     }
 }

@@ -3,12 +3,14 @@
 //!
 //! Steps, under the volume's writer mutex:
 //!
-//! 1. check the fencing token against the live lock grant;
+//! 1. check the fencing token against the live lock grant (the store checks
+//!    it again in step 3, against the last token granted);
 //! 2. compare the live files of every path in the change set with the head,
 //!    and record any difference made by another program on the host as a
 //!    version of origin "local" first (so it is a conflict, not lost);
 //! 3. record the version in one store transaction, which refuses the whole
-//!    change set if any of its paths changed since the base;
+//!    change set if any of its paths changed since the base or the lock was
+//!    granted again since the token was;
 //! 4. write the change set to the live tree and mark it applied.
 
 use std::collections::BTreeSet;
@@ -63,6 +65,7 @@ pub(super) async fn commit(
         changed,
         deleted,
         origin,
+        fencing_token: Some(request.lock_token),
     };
 
     let _writer = volume.writer.lock().await;

@@ -2,13 +2,17 @@
 //! edge only. Every conversion from the wire validates: a bad path, kind,
 //! mode or digest becomes `INVALID_ARGUMENT` before anything acts on it.
 
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
 use proto::pb;
 use rfs_core::entry::MODE_MASK;
 use rfs_core::{Digest, Entry, EntryKind, RelPath};
 
 use crate::error::ServiceError;
-use crate::lock::Held;
+use crate::lock::{Held, LEGACY_HOLDER};
+use crate::lock_file::LegacyLockFile;
 use crate::store::{Origin, VersionRecord};
+use crate::volume::LockState;
 
 /// Returns the protocol form of an entry.
 pub(crate) fn entry_to_pb(entry: &Entry) -> pb::Entry {
@@ -90,6 +94,35 @@ pub(crate) fn holder_to_pb(held: &Held) -> pb::LockHolder {
         process_id: held.holder.process_id,
         since_unix: since,
         lease_remaining_ms: held.expires.saturating_duration_since(now).as_millis() as u64,
+        legacy: false,
+        token: held.token,
+    }
+}
+
+/// Returns the protocol form of whoever holds a volume's lock, or `None`
+/// when it is free.
+pub(crate) fn lock_state_to_pb(state: &LockState, max_age: Duration) -> Option<pb::LockHolder> {
+    match state {
+        LockState::Free => None,
+        LockState::Held(held) => Some(holder_to_pb(held)),
+        LockState::Legacy(legacy) => Some(legacy_to_pb(legacy, max_age)),
+    }
+}
+
+/// Returns the protocol form of a legacy `.nft-lock`: "unknown legacy
+/// holder", since its modification time, until rfsd clears it.
+pub(crate) fn legacy_to_pb(legacy: &LegacyLockFile, max_age: Duration) -> pb::LockHolder {
+    let age = legacy.age(SystemTime::now());
+    let since = legacy
+        .modified
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| since.as_secs() as i64);
+    pb::LockHolder {
+        host_name: LEGACY_HOLDER.to_owned(),
+        since_unix: since,
+        lease_remaining_ms: max_age.saturating_sub(age).as_millis() as u64,
+        legacy: true,
+        ..pb::LockHolder::default()
     }
 }
 

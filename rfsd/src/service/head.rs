@@ -5,7 +5,7 @@ use proto::pb;
 use tonic::Request;
 
 use super::conn_info;
-use super::convert::holder_to_pb;
+use super::convert::lock_state_to_pb;
 use crate::error::ServiceError;
 use crate::state::{Need, ServerState};
 
@@ -25,7 +25,7 @@ pub(super) async fn head(
     let head = head
         .ok_or_else(|| ServiceError::NotFound(format!("volume {volume_name:?} has no versions")))?;
 
-    let lock = volume.lock_holder().map(|held| holder_to_pb(&held));
+    let lock = lock_state_to_pb(&volume.lock_state(), volume.legacy_max_age());
     let history_id = state.store.history_id().to_owned();
     Ok(pb::HeadReply {
         version: head,

@@ -36,19 +36,18 @@ pub(super) async fn acquire(
         }
         .into());
     }
-    let name = volume.name.clone();
-    let token = state
-        .blocking(move |state| Ok(state.store.next_fencing_token(&name)?))
-        .await?;
-
     let holder = Holder {
         peer: conn.peer(),
         host_name: request.host_name,
         process_id: request.process_id,
     };
-    let held = slot(&volume).acquire(&volume.name, holder, token, state.lease, Instant::now())?;
+    let lease = state.lease;
+    let job_volume = volume.clone();
+    let held = state
+        .blocking(move |state| job_volume.grant_lock(state.store.as_ref(), holder, lease))
+        .await?;
+    let token = held.token;
     tracing::debug!(volume = %volume.name, token, holder = %held.holder.peer, "lock granted");
-    volume.write_lock_file(&held);
     Ok(pb::LockReply {
         token,
         lease_ms: state.lease.as_millis() as u64,
@@ -71,7 +70,7 @@ pub(super) fn renew(
     })
 }
 
-pub(super) fn release(
+pub(super) async fn release(
     state: &Arc<ServerState>,
     request: Request<pb::ReleaseLockRequest>,
 ) -> Result<pb::ReleaseLockReply, ServiceError> {
@@ -80,10 +79,13 @@ pub(super) fn release(
     let volume = state.volume(&request.volume)?;
     state.authorize(&conn, &request.volume, Need::Write)?;
 
-    let released = slot(&volume).release(request.token);
+    let token = request.token;
+    let job_volume = volume.clone();
+    let released = state
+        .blocking(move |_| Ok(job_volume.release_lock(token)))
+        .await?;
     if released.is_some() {
-        tracing::debug!(volume = %volume.name, token = request.token, "lock released");
-        volume.remove_own_lock_file();
+        tracing::debug!(volume = %volume.name, token, "lock released");
     }
     Ok(pb::ReleaseLockReply {})
 }

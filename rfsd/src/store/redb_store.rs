@@ -85,6 +85,9 @@ impl RedbStore {
 
     fn write_version(&self, txn: &WriteTransaction, request: NewVersion) -> Result<VersionRecord> {
         let volume = request.volume.as_str();
+        if let Some(token) = request.fencing_token {
+            check_token(txn, volume, token)?;
+        }
         let mut heads = txn.open_table(HEADS).map_err(db_err)?;
         let head = heads
             .get(volume)
@@ -513,6 +516,24 @@ fn effective_changes(live: &LiveTable<'_>, request: &NewVersion, head: u64) -> R
     Ok((changed, deleted, previous))
 }
 
+/// Refuses a writer whose token is not the last one granted, inside the
+/// transaction that would record its version.
+fn check_token(txn: &WriteTransaction, volume: &str, token: u64) -> Result<()> {
+    let tokens = txn.open_table(TOKENS).map_err(db_err)?;
+    let current = tokens
+        .get(volume)
+        .map_err(db_err)?
+        .map_or(0, |guard| guard.value());
+    if current != token {
+        return Err(StoreError::StaleToken {
+            volume: volume.to_owned(),
+            token,
+            current,
+        });
+    }
+    Ok(())
+}
+
 fn check_objects(txn: &WriteTransaction, changed: &[Entry]) -> Result<()> {
     let objects = txn.open_table(OBJECTS).map_err(db_err)?;
     for entry in changed {
@@ -614,4 +635,65 @@ fn to_rel(path: &str) -> Result<RelPath> {
 
 fn db_err(err: impl Into<redb::Error>) -> StoreError {
     StoreError::Database(err.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use rfs_core::Digest;
+
+    use super::*;
+    use crate::store::{Origin, OriginSource};
+
+    fn new_version(token: Option<u64>, content: &[u8]) -> NewVersion {
+        let path = RelPath::new("key_a").unwrap();
+        NewVersion {
+            volume: "local".into(),
+            base: Some(0),
+            changed: vec![Entry::file(
+                path,
+                0o644,
+                content.len() as u64,
+                Digest::of(content),
+            )],
+            deleted: Vec::new(),
+            origin: Origin {
+                source: OriginSource::Client,
+                address: "127.0.0.2".into(),
+                key_hash: None,
+                host_name: "fw1".into(),
+                process_id: 1,
+                time_unix: 0,
+                reason: String::new(),
+            },
+            fencing_token: token,
+        }
+    }
+
+    #[test]
+    fn a_version_under_a_token_granted_again_since_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = RedbStore::open(&dir.path().join("rfsd.redb")).unwrap();
+        store
+            .put_objects(&[(Digest::of(b"a"), b"a".to_vec())])
+            .unwrap();
+        let paused = store.next_fencing_token("local").unwrap();
+        let current = store.next_fencing_token("local").unwrap();
+
+        let refused = store.commit(new_version(Some(paused), b"a"));
+        let recorded = store.commit(new_version(Some(current), b"a"));
+
+        assert!(
+            matches!(
+                refused,
+                Err(StoreError::StaleToken {
+                    token: 1,
+                    current: 2,
+                    ..
+                })
+            ),
+            "{refused:?}"
+        );
+        assert_eq!(recorded.unwrap().version, 1);
+        assert_eq!(store.head("local").unwrap(), Some(1));
+    }
 }

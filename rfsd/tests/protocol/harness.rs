@@ -149,6 +149,7 @@ fn settings(root: &Path, local: PathBuf) -> Settings {
             path: local,
         }],
         lock_lease: Duration::from_secs(30),
+        legacy_lock_max_age: Duration::from_secs(600),
         limits: Limits {
             max_file_size: 1024 * 1024,
             ..Limits::default()

@@ -10,3 +10,5 @@ mod hostile_input;
 mod commits;
 // Grants: denials name the command that would allow the request.
 mod grants;
+// The lock: legacy lock files, and tokens voided by a restart.
+mod locking;

@@ -28,3 +28,6 @@ mod key_trust;
 mod index_loss;
 // SIGTERM during a commit: completed or cleanly refused, exit 0.
 mod shutdown;
+// The commit lock: leases, fencing tokens, clear-lock, legacy lock files,
+// many clients at once, and the client's own run lock.
+mod locking;
