@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use proto::pb;
-use rfs_core::fsx::{Scan, ScanLimits, SkipReason};
+use rfs_core::fsx::{Scan, SkipReason};
 use rfs_core::{ChangeSet, Digest, RelPath};
 use serde::Serialize;
 
@@ -105,13 +105,7 @@ pub(crate) async fn run(session: &mut Session, options: CommitOptions) -> Result
 /// Walks the local tree, refreshing the digest cache and, unless `dry_run`,
 /// removing staging files an interrupted run left behind.
 fn scan(local: &mut Workspace, dry_run: bool) -> Result<Scan> {
-    let state = &local.state;
-    let scan = local
-        .volume
-        .scan(ScanLimits::default(), |path, key| {
-            state.cached_digest(path, key)
-        })
-        .with_context(|| format!("scanning {}", local.paths.local.display()))?;
+    let scan = local.scan()?;
     tracing::debug!(
         entries = scan.manifest.len(),
         hashed = scan.hashed,

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use rfs_core::fsx::VolumeDir;
+use rfs_core::fsx::{Scan, ScanLimits, VolumeDir};
 
 use crate::config::{Config, Paths};
 use crate::remote::Remote;
@@ -29,6 +29,23 @@ pub(crate) struct Workspace {
     pub(crate) paths: Paths,
     pub(crate) volume: Arc<VolumeDir>,
     pub(crate) state: State,
+}
+
+impl Workspace {
+    /// Walks the local tree, reading only files whose `stat` key changed
+    /// since their digest was cached.
+    ///
+    /// # Errors
+    ///
+    /// Fails when the tree cannot be read.
+    pub(crate) fn scan(&self) -> Result<Scan> {
+        let state = &self.state;
+        self.volume
+            .scan(ScanLimits::default(), |path, key| {
+                state.cached_digest(path, key)
+            })
+            .with_context(|| format!("scanning {}", self.paths.local.display()))
+    }
 }
 
 /// One run's configuration, local side and connection.

@@ -2,10 +2,9 @@
 //! (or that the server is unreachable), and how many local changes a
 //! commit would send.
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use proto::pb;
 use rfs_core::ChangeSet;
-use rfs_core::fsx::ScanLimits;
 use serde::Serialize;
 
 use crate::exit::{self, Code};
@@ -93,14 +92,8 @@ pub(crate) async fn run(session: &mut Session) -> Result<StatusReport> {
 
 /// Counts what a commit with `--allow-delete` would send.
 fn local_changes(local: &Workspace) -> Result<LocalChanges> {
-    let state = &local.state;
-    let scan = local
-        .volume
-        .scan(ScanLimits::default(), |path, key| {
-            state.cached_digest(path, key)
-        })
-        .with_context(|| format!("scanning {}", local.paths.local.display()))?;
-    let changes = ChangeSet::between(&state.base, &scan.manifest);
+    let scan = local.scan()?;
+    let changes = ChangeSet::between(&local.state.base, &scan.manifest);
     Ok(LocalChanges {
         total: changes.len(),
         added: changes.added.len(),
