@@ -89,6 +89,11 @@ pub(crate) struct Args {
     /// it as NAME.rfs-conflict-TIME.
     #[arg(long, requires = "updating")]
     pub(crate) force_remote: bool,
+    /// Applies an update even when it deletes more than half of the local
+    /// tree; without it such an update changes nothing and fails, since a
+    /// server that looks empty must not empty every client.
+    #[arg(long, requires = "updating")]
+    pub(crate) allow_mass_delete: bool,
 
     /// Creates a client key and certificate and authenticates with them.
     #[arg(long, requires = "setting_up", conflicts_with = "no_authenticate")]

@@ -71,6 +71,7 @@ async fn dispatch(args: &Args, mode: Mode) -> Result<Code> {
     let update_options = UpdateOptions {
         dry_run: args.dry_run,
         force_remote: args.force_remote,
+        allow_mass_delete: args.allow_mass_delete,
     };
     let commit_options = CommitOptions {
         dry_run: args.dry_run,

@@ -26,7 +26,12 @@ use crate::session::{Session, Workspace};
 pub(crate) struct UpdateOptions {
     pub(crate) dry_run: bool,
     pub(crate) force_remote: bool,
+    pub(crate) allow_mass_delete: bool,
 }
+
+/// The share of the local tree an update may delete without
+/// `--allow-mass-delete`.
+const MASS_DELETE_SHARE: f64 = 0.5;
 
 /// What an update did (or, with `--dry-run`, would do).
 #[derive(Debug, Clone, Default, Serialize)]
@@ -97,6 +102,9 @@ pub(crate) async fn pull(
         from_scratch,
         options.force_remote,
     )?;
+    if !options.allow_mass_delete {
+        refuse_mass_delete(&plan, local.state.base.len())?;
+    }
     let mut report = report(base, &plan, options.dry_run);
     report.history_lost = history_lost;
     if options.dry_run {
@@ -112,6 +120,23 @@ pub(crate) async fn pull(
     local.state.history_id = history_id;
     local.state.save(&local.paths)?;
     Ok(report)
+}
+
+/// Fails, before anything is written, when the plan deletes more than
+/// [`MASS_DELETE_SHARE`] of a tree of `base_entries` entries (and more than
+/// one entry): a server that lost or emptied its tree must not empty every
+/// client.
+fn refuse_mass_delete(plan: &plan::Plan, base_entries: usize) -> Result<()> {
+    let deletions = plan.applied().filter(|item| item.remote.is_none()).count();
+    if deletions <= 1 || (deletions as f64) <= MASS_DELETE_SHARE * base_entries as f64 {
+        return Ok(());
+    }
+    let message = format!(
+        "the server's version {} deletes {deletions} of {base_entries} local entries; \
+         nothing was changed. If that is intended, run again with --allow-mass-delete",
+        plan.head_version
+    );
+    Err(crate::exit::Failure::new(crate::exit::Code::Error, message).into())
 }
 
 /// Returns the server's changes since `base`, starting over from version 0

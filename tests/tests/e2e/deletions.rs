@@ -92,3 +92,34 @@ fn deletion_from_server_keeps_a_locally_changed_copy() {
     assert_eq!(editor.read(&key).as_deref(), Some(&local_edit[..]));
     assert_eq!(server.read(&key), None);
 }
+
+#[test]
+fn an_update_that_would_empty_the_tree_changes_nothing_without_allow_mass_delete() {
+    let server = Server::builder()
+        .with_fixture_tree(20, 6)
+        .with_grant(Grant::address(READER).readonly())
+        .start();
+    let reader = server.synced_client(READER);
+    for file in &server.fixture()[..15] {
+        std::fs::remove_file(server.local_dir().join(&file.path)).unwrap();
+    }
+    let recorded = rfs_tests::poll(
+        std::time::Duration::from_secs(5),
+        std::time::Duration::from_millis(100),
+        || (server.head_version() > 1).then_some(()),
+    );
+    recorded.expect("the deletions on the host did not become a version");
+
+    let refused = reader.update();
+    let kept = reader.local_dir().join(&server.fixture()[0].path).exists();
+    let allowed = reader.run(&["--update", "--allow-mass-delete"]);
+
+    refused.assert_code(1);
+    assert!(
+        refused.output().contains("--allow-mass-delete"),
+        "{refused}"
+    );
+    assert!(kept, "a refused update must not delete anything");
+    allowed.assert_success();
+    assert_same_tree("server", server.local_dir(), "reader", reader.local_dir());
+}
