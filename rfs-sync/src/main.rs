@@ -6,6 +6,7 @@ mod args;
 mod commit;
 mod config;
 mod connect;
+mod crash;
 mod durable;
 mod exit;
 mod identity;

@@ -116,6 +116,7 @@ pub(crate) async fn pull(
     if plan.applied().next().is_some() {
         sweep_staging_files(local);
     }
+    crate::crash::point("before-state-saved");
     plan.absorb(&mut local.state, &applied.installed);
     local.state.history_id = history_id;
     local.state.save(&local.paths)?;

@@ -14,6 +14,7 @@ pub mod clear_lock;
 pub mod cli;
 pub mod config;
 pub mod conn;
+mod crash;
 pub mod daemon;
 pub mod demo;
 pub mod error;

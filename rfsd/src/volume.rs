@@ -229,7 +229,11 @@ impl Volume {
             self.dir.set_mode(&entry.path, entry.mode)?;
             touched.insert(entry.path.parent());
         }
-        for staged in staged {
+        let half = staged.len() / 2;
+        for (index, staged) in staged.into_iter().enumerate() {
+            if index == half {
+                crate::crash::point("mid-apply");
+            }
             touched.insert(staged.target().parent());
             self.dir.install(staged)?;
         }

@@ -86,7 +86,9 @@ fn build() -> Result<PathBuf, String> {
         .arg("build")
         .arg("--manifest-path")
         .arg(&manifest)
-        .args(["-p", "rfsd", "-p", "rfs-sync", "--bins", "--locked"]);
+        .args(["-p", "rfsd", "-p", "rfs-sync", "--bins", "--locked"])
+        // The test-only crash points; absent from every release build.
+        .args(["--features", "rfsd/crash-points,rfs-sync/crash-points"]);
     match profile {
         "debug" => {}
         "release" => {

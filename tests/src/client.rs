@@ -118,6 +118,14 @@ impl Client {
         process::run(self.command(args), COMMAND_LIMIT)
     }
 
+    /// Runs `rfs-sync --kmdata DIR ARGS` so that it aborts when it reaches
+    /// the named crash point (test builds only), as a crash there would.
+    pub fn run_crashing_at(&self, args: &[&str], point: &str) -> RunResult {
+        let mut command = self.command(args);
+        command.env("RFS_SYNC_CRASH_AT", point);
+        process::run(command, COMMAND_LIMIT)
+    }
+
     /// Starts `rfs-sync --kmdata DIR ARGS` in the background, so the test
     /// can pause or kill it midway.
     pub fn start(&self, args: &[&str]) -> Running {

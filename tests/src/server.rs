@@ -115,7 +115,7 @@ impl ServerBuilder {
         if self.plaintext {
             serve_args.push("--insecure-plaintext".to_owned());
         }
-        let child = spawn_daemon(binaries, &paths, "127.0.0.1:0", &serve_args);
+        let child = spawn_daemon(binaries, &paths, "127.0.0.1:0", &serve_args, None);
         let mut server = Server {
             dir,
             paths,
@@ -126,6 +126,7 @@ impl ServerBuilder {
             plaintext: self.plaintext,
             fixture,
             serve_args,
+            crash_at: None,
         };
 
         server.port = server.wait_until_ready();
@@ -156,6 +157,8 @@ pub struct Server {
     fixture: Vec<FixtureFile>,
     /// The options given to `rfsd serve` besides the paths, for restarts.
     serve_args: Vec<String>,
+    /// The crash point the daemon aborts at (test builds only), if any.
+    crash_at: Option<String>,
 }
 
 /// The result of stopping a server with SIGTERM.
@@ -354,6 +357,7 @@ impl Server {
             &self.paths,
             &listen,
             &self.serve_args,
+            self.crash_at.as_deref(),
         ));
 
         let port = self.wait_until_ready();
@@ -361,6 +365,13 @@ impl Server {
             port, self.port,
             "the restarted daemon moved to another port"
         );
+    }
+
+    /// Restarts a stopped daemon so that it aborts when it reaches the named
+    /// crash point (`None`: runs normally), as a crash at that step would.
+    pub fn restart_crashing_at(&mut self, point: Option<&str>) {
+        self.crash_at = point.map(str::to_owned);
+        self.restart();
     }
 
     /// Returns what the daemon has logged so far.
@@ -638,7 +649,13 @@ fn serve_command(
 
 /// Spawns `rfsd serve` with its output appended to the log file, which
 /// keeps the log of an earlier run of a restarted server.
-fn spawn_daemon(binaries: &Binaries, paths: &ServerPaths, listen: &str, extra: &[String]) -> Child {
+fn spawn_daemon(
+    binaries: &Binaries,
+    paths: &ServerPaths,
+    listen: &str,
+    extra: &[String],
+    crash_at: Option<&str>,
+) -> Child {
     let log = File::options()
         .create(true)
         .append(true)
@@ -648,6 +665,9 @@ fn spawn_daemon(binaries: &Binaries, paths: &ServerPaths, listen: &str, extra: &
     let filter = std::env::var("RFS_TEST_LOG").unwrap_or_else(|_| DEFAULT_LOG_FILTER.into());
 
     let mut command = serve_command(binaries, paths, listen, extra);
+    if let Some(point) = crash_at {
+        command.env("RFSD_CRASH_AT", point);
+    }
     command
         .env("NOTIFY_SOCKET", &paths.notify_socket)
         .env("RUST_LOG", filter)

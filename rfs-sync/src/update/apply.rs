@@ -73,6 +73,7 @@ async fn finish(
     staged: &mut Vec<Staged>,
 ) -> Result<Applied> {
     let mut applied = Applied::default();
+    crate::crash::point("after-staging");
     if !staged.is_empty() {
         volume
             .sync_filesystem()
@@ -91,7 +92,11 @@ async fn finish(
     }
     // Popping keeps the files not yet installed in `staged`, where the
     // caller discards them if an install fails.
+    let half = staged.len() / 2;
     while let Some(file) = staged.pop() {
+        if staged.len() == half {
+            crate::crash::point("mid-rename");
+        }
         let path = file.target().clone();
         volume
             .install(file)

@@ -96,7 +96,9 @@ pub(super) async fn commit(
             let changed = new_version.changed.clone();
             let deleted = new_version.deleted.clone();
             let record = store.commit(new_version)?;
+            crate::crash::point("after-version-recorded");
             job_volume.apply(store, &changed, &deleted)?;
+            crate::crash::point("before-applied-marked");
             store.set_applied(&job_volume.name, record.version)?;
             Ok(record)
         })

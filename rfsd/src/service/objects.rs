@@ -115,6 +115,7 @@ pub(super) async fn upload(
     }
     check_token(&volume, token)?;
     flush(state, &mut receiver).await?;
+    crate::crash::point("after-objects-stored");
 
     tracing::debug!(volume = %volume.name, objects = receiver.objects, bytes = receiver.bytes, "upload stored");
     Ok(pb::UploadReply {

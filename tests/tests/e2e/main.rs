@@ -31,3 +31,5 @@ mod shutdown;
 // The commit lock: leases, fencing tokens, clear-lock, legacy lock files,
 // many clients at once, and the client's own run lock.
 mod locking;
+// Crashes at named steps of a commit and of an update.
+mod crash_points;
