@@ -54,9 +54,11 @@ pub fn poll<T>(limit: Duration, step: Duration, mut check: impl FnMut() -> Optio
     check()
 }
 
+/// Lets `step` pass, for a test that must act at a moment of its own
+/// choosing (a kill in the middle of a stream of commits).
 // The end-to-end tests are plain threads: no async runtime to block.
 #[allow(clippy::disallowed_methods)]
-fn pause(step: Duration) {
+pub fn pause(step: Duration) {
     std::thread::sleep(step);
 }
 

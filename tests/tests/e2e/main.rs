@@ -33,3 +33,5 @@ mod shutdown;
 mod locking;
 // Crashes at named steps of a commit and of an update.
 mod crash_points;
+// SIGKILL at arbitrary moments during commits from three clients.
+mod kill_loop;
