@@ -20,7 +20,7 @@ use crate::config::Settings;
 use crate::grants::Grants;
 use crate::server::Listeners;
 use crate::state::ServerState;
-use crate::store::{RedbStore, Store};
+use crate::store::{RedbStore, ReopeningStore, Store};
 use crate::tls::Identity;
 use crate::volume::Volume;
 
@@ -54,7 +54,9 @@ pub struct Prepared {
 /// socket cannot be bound.
 pub async fn prepare(settings: &Settings) -> Result<Prepared> {
     let state_lock = lock_state_dir(&settings.state_dir)?;
-    let store: Arc<dyn Store> = Arc::new(open_store(&settings.state_dir)?);
+    let db_path = settings.state_dir.join(DATABASE_FILE);
+    let store = ReopeningStore::new(&db_path, open_store(&settings.state_dir)?);
+    let store: Arc<dyn Store> = Arc::new(store);
 
     let (tls, key_hash) = if settings.insecure_plaintext {
         tracing::warn!("serving WITHOUT TLS (--insecure-plaintext): for debugging only");

@@ -42,6 +42,9 @@ pub enum ServiceError {
     /// The server is shutting down.
     #[error("{0}")]
     Unavailable(String),
+    /// The RFS host's disk is full; nothing was recorded.
+    #[error("the RFS host's storage is full; nothing was recorded: free space there and try again")]
+    StorageFull,
     /// A bug or an I/O fault; the detail goes to the log only.
     #[error("{0:#}")]
     Internal(anyhow::Error),
@@ -61,6 +64,12 @@ impl From<StoreError> for ServiceError {
             StoreError::Rejected(message) => ServiceError::InvalidArgument(message),
             StoreError::StaleToken { .. } => ServiceError::StaleToken(err.to_string()),
             StoreError::MissingObject { .. } => ServiceError::FailedPrecondition(err.to_string()),
+            StoreError::Database(redb::Error::Io(ref io))
+                if io.kind() == std::io::ErrorKind::StorageFull =>
+            {
+                tracing::error!(error = %err, "the state directory's disk is full");
+                ServiceError::StorageFull
+            }
             StoreError::Corrupt(_) | StoreError::Database(_) => ServiceError::Internal(err.into()),
         }
     }
@@ -79,6 +88,15 @@ impl From<LockError> for ServiceError {
 
 impl From<anyhow::Error> for ServiceError {
     fn from(err: anyhow::Error) -> Self {
+        let full = err.chain().any(|cause| {
+            cause
+                .downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::StorageFull)
+        });
+        if full {
+            tracing::error!(error = format!("{err:#}"), "a disk of the RFS host is full");
+            return ServiceError::StorageFull;
+        }
         match err.downcast::<StoreError>() {
             Ok(store_error) => store_error.into(),
             Err(err) => ServiceError::Internal(err),
@@ -132,6 +150,9 @@ pub fn to_status(err: ServiceError) -> Status {
             Status::with_details(Code::Aborted, message, details.into())
         }
         ServiceError::Unavailable(message) => Status::unavailable(message),
+        ServiceError::StorageFull => {
+            Status::resource_exhausted(ServiceError::StorageFull.to_string())
+        }
         ServiceError::Internal(err) => {
             tracing::error!(error = format!("{err:#}"), "request failed");
             Status::internal("internal error; see the rfsd log")

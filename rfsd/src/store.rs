@@ -7,6 +7,7 @@
 
 mod codec;
 mod redb_store;
+mod reopen;
 
 use std::collections::BTreeMap;
 
@@ -14,6 +15,7 @@ use rfs_core::{Digest, Entry, KeyHash, Manifest, RelPath};
 use serde::{Deserialize, Serialize};
 
 pub use redb_store::RedbStore;
+pub use reopen::ReopeningStore;
 
 /// Where a version came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

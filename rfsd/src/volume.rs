@@ -495,6 +495,24 @@ impl Volume {
             .expect("legacy lock mutex is never poisoned: no code panics while holding it")
     }
 
+    /// Brings the live tree to the head if an earlier application of a
+    /// version failed (a full disk), so a new commit starts from a live
+    /// tree equal to the head.
+    ///
+    /// # Errors
+    ///
+    /// Fails on store or file-system errors.
+    pub fn finish_interrupted(&self, store: &dyn Store) -> Result<()> {
+        let head = store.head(&self.name)?.unwrap_or(0);
+        if store.applied(&self.name)? >= head {
+            return Ok(());
+        }
+        tracing::warn!(volume = %self.name, head, "finishing an earlier failed update of the live tree");
+        self.reconcile(store)?;
+        store.set_applied(&self.name, head)?;
+        Ok(())
+    }
+
     fn reconcile(&self, store: &dyn Store) -> Result<()> {
         let head = store.head_manifest(&self.name)?;
         let scan = self.dir.scan(self.limits, cache_from(&head))?;

@@ -90,6 +90,7 @@ pub(super) async fn commit(
                 .map(|entry| entry.path.clone())
                 .chain(new_version.deleted.iter().cloned())
                 .collect();
+            job_volume.finish_interrupted(store)?;
             let expected = store.head_entries(&job_volume.name, &paths)?;
             job_volume.capture_foreign(store, &expected, &paths)?;
 

@@ -35,3 +35,5 @@ mod locking;
 mod crash_points;
 // SIGKILL at arbitrary moments during commits from three clients.
 mod kill_loop;
+// A full disk on the RFS host's state directory and on a client.
+mod disk_full;
