@@ -96,6 +96,10 @@ pub(crate) struct Config {
     /// The group that files written by rfs-sync belong to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) group: Option<String>,
+    /// The percentage of the local tree an update may delete without
+    /// `--allow-mass-delete`; 50 when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) max_delete_percent: Option<u8>,
 }
 
 impl Config {
@@ -221,6 +225,7 @@ mod tests {
             authenticate: true,
             volume: "local".into(),
             group: None,
+            max_delete_percent: None,
         };
 
         config.save(&paths).unwrap();
@@ -262,6 +267,7 @@ mod tests {
             authenticate: false,
             volume: "local".into(),
             group: None,
+            max_delete_percent: None,
         };
         assert_eq!(config.server_address(), "[::1]:9005");
         config.host = "rfs.example".into();

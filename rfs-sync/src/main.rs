@@ -73,6 +73,7 @@ async fn dispatch(args: &Args, mode: Mode) -> Result<Code> {
         dry_run: args.dry_run,
         force_remote: args.force_remote,
         allow_mass_delete: args.allow_mass_delete,
+        max_delete_percent: None,
     };
     let commit_options = CommitOptions {
         dry_run: args.dry_run,

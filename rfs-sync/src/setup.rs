@@ -122,6 +122,9 @@ pub(crate) async fn run(paths: &Paths, mut options: SetupOptions) -> Result<Setu
         authenticate: options.authenticate,
         volume: DEFAULT_VOLUME.to_owned(),
         group: config::default_group(),
+        max_delete_percent: previous
+            .as_ref()
+            .and_then(|previous| previous.max_delete_percent),
     };
     record(paths, &config, previous.as_ref())?;
     Ok(report(config, identity, client_keyhash))

@@ -27,11 +27,14 @@ pub(crate) struct UpdateOptions {
     pub(crate) dry_run: bool,
     pub(crate) force_remote: bool,
     pub(crate) allow_mass_delete: bool,
+    /// The percentage of the local tree an update may delete without
+    /// `--allow-mass-delete` (`max_delete_percent` in rfs-sync.toml).
+    pub(crate) max_delete_percent: Option<u8>,
 }
 
-/// The share of the local tree an update may delete without
-/// `--allow-mass-delete`.
-const MASS_DELETE_SHARE: f64 = 0.5;
+/// The percentage of the local tree an update may delete without
+/// `--allow-mass-delete` when the configuration does not say.
+const MASS_DELETE_PERCENT: u8 = 50;
 
 /// What an update did (or, with `--dry-run`, would do).
 #[derive(Debug, Clone, Default, Serialize)]
@@ -60,6 +63,11 @@ pub(crate) struct UpdateReport {
 /// Fails when the server cannot be asked, a download fails verification,
 /// or the local tree cannot be written.
 pub(crate) async fn run(session: &mut Session, options: UpdateOptions) -> Result<UpdateReport> {
+    let max_delete_percent = session.config.max_delete_percent;
+    let options = UpdateOptions {
+        max_delete_percent,
+        ..options
+    };
     let (remote, local) = session.parts().await?;
     let head = remote.head().await?;
     let base = local.state.base_version;
@@ -103,7 +111,8 @@ pub(crate) async fn pull(
         options.force_remote,
     )?;
     if !options.allow_mass_delete {
-        refuse_mass_delete(&plan, local.state.base.len())?;
+        let percent = options.max_delete_percent.unwrap_or(MASS_DELETE_PERCENT);
+        refuse_mass_delete(&plan, local.state.base.len(), percent)?;
     }
     let mut report = report(base, &plan, options.dry_run);
     report.history_lost = history_lost;
@@ -124,12 +133,11 @@ pub(crate) async fn pull(
 }
 
 /// Fails, before anything is written, when the plan deletes more than
-/// [`MASS_DELETE_SHARE`] of a tree of `base_entries` entries (and more than
-/// one entry): a server that lost or emptied its tree must not empty every
-/// client.
-fn refuse_mass_delete(plan: &plan::Plan, base_entries: usize) -> Result<()> {
+/// `percent` of a tree of `base_entries` entries (and more than one entry):
+/// a server that lost or emptied its tree must not empty every client.
+fn refuse_mass_delete(plan: &plan::Plan, base_entries: usize, percent: u8) -> Result<()> {
     let deletions = plan.applied().filter(|item| item.remote.is_none()).count();
-    if deletions <= 1 || (deletions as f64) <= MASS_DELETE_SHARE * base_entries as f64 {
+    if deletions <= 1 || deletions * 100 <= usize::from(percent) * base_entries {
         return Ok(());
     }
     let message = format!(
