@@ -10,13 +10,13 @@
 //! All methods here do blocking I/O; the services call them on tokio's
 //! blocking pool while holding [`Volume::writer`].
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result};
-use rfs_core::fsx::{ScanLimits, Staged, VolumeDir};
-use rfs_core::{ChangeSet, Digest, Entry, Manifest, RelPath};
+use rfs_core::fsx::{Scan, ScanLimits, Staged, VolumeDir};
+use rfs_core::{ChangeSet, Digest, Entry, Manifest, RelPath, StatKey};
 use tokio::time::Instant;
 
 use crate::error::ServiceError;
@@ -54,6 +54,9 @@ pub struct Volume {
     pub limits: ScanLimits,
     /// The state of the volume's watcher, for `status`.
     pub watch: WatchHealth,
+    /// The digest of each live file as of its stat key at the last full
+    /// scan, so the next full scan reads only files that changed since.
+    digests: Mutex<HashMap<RelPath, (StatKey, Digest)>>,
 }
 
 /// What the lock of a volume looks like to people.
@@ -93,6 +96,7 @@ impl Volume {
             legacy_max_age,
             limits,
             watch: WatchHealth::default(),
+            digests: Mutex::default(),
         }
     }
 
@@ -515,10 +519,33 @@ impl Volume {
 
     fn reconcile(&self, store: &dyn Store) -> Result<()> {
         let head = store.head_manifest(&self.name)?;
-        let scan = self.dir.scan(self.limits, cache_from(&head))?;
+        let scan = self.scan_cached()?;
         self.remove_temp_files(&scan.temp_files);
         let (changed, deleted) = ChangeSet::between(&scan.manifest, &head).into_parts();
         self.apply(store, &changed, &deleted)
+    }
+
+    /// Scans the whole live tree, reading only files whose stat key changed
+    /// since the last full scan, and remembers the digests for the next one.
+    fn scan_cached(&self) -> Result<Scan> {
+        let mut digests = self
+            .digests
+            .lock()
+            .expect("digest cache mutex is never poisoned: no code panics while holding it");
+        let scan = self.dir.scan(self.limits, |path, key| {
+            digests
+                .get(path)
+                .filter(|(cached, _)| cached == key)
+                .map(|(_, digest)| *digest)
+        })?;
+
+        digests.clear();
+        for (path, key) in &scan.stat_keys {
+            if let Some(digest) = scan.manifest.get(path).and_then(|entry| entry.digest) {
+                digests.insert(path.clone(), (*key, digest));
+            }
+        }
+        Ok(scan)
     }
 
     /// Scans the live tree and records its difference from `base` as one
@@ -529,7 +556,7 @@ impl Volume {
         source: OriginSource,
         base: &Manifest,
     ) -> Result<VersionRecord> {
-        let scan = self.dir.scan(self.limits, cache_from(base))?;
+        let scan = self.scan_cached()?;
         self.watch.scanned_now();
         self.remove_temp_files(&scan.temp_files);
         for skipped in &scan.skipped {
@@ -645,15 +672,6 @@ impl Volume {
     }
 }
 
-/// Returns a digest cache for scans: none, since the live tree keeps no stat
-/// keys yet.
-///
-/// TODO: keep stat keys of the live tree in the store, so a start-up scan of
-/// a large volume does not read every file (100,000 files cost seconds).
-fn cache_from(_manifest: &Manifest) -> impl Fn(&RelPath, &rfs_core::StatKey) -> Option<Digest> {
-    |_, _| None
-}
-
 fn local_origin(source: OriginSource) -> Origin {
     let host_name = hostname::get()
         .ok()
@@ -697,6 +715,27 @@ mod tests {
         let volume = Volume::new("local".into(), live, ScanLimits::default(), LEGACY_MAX_AGE);
         let store = RedbStore::open(&dir.join("rfsd.redb")).unwrap();
         (volume, store)
+    }
+
+    #[test]
+    fn a_full_scan_reads_only_files_changed_since_the_last_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let (volume, _store) = volume_and_store(dir.path());
+        let local = dir.path().join("local");
+        std::fs::write(local.join("world"), b"w").unwrap();
+        std::fs::write(local.join("key_a"), b"a").unwrap();
+
+        let first = volume.scan_cached().unwrap();
+        let unchanged = volume.scan_cached().unwrap();
+        std::fs::write(local.join("key_a"), b"changed").unwrap();
+        let after_edit = volume.scan_cached().unwrap();
+
+        assert_eq!(
+            (first.hashed, unchanged.hashed, after_edit.hashed),
+            (2, 0, 1)
+        );
+        assert_eq!(first.manifest, unchanged.manifest);
+        assert_ne!(unchanged.manifest, after_edit.manifest);
     }
 
     #[tokio::test]
