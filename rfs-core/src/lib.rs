@@ -9,6 +9,7 @@
 
 pub mod change;
 pub mod digest;
+pub mod duration;
 pub mod entry;
 pub mod fsx;
 pub mod keyhash;

@@ -181,43 +181,7 @@ impl Args {
 /// Parses a duration such as `30s`, `2m`, `1h30m` or `500ms`; a bare number
 /// means seconds.
 pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    if let Ok(seconds) = text.parse::<u64>() {
-        return Ok(Duration::from_secs(seconds));
-    }
-
-    let mut total = Duration::ZERO;
-    let mut rest = text;
-    while !rest.is_empty() {
-        let digits = rest
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        let number: u64 = rest[..digits]
-            .parse()
-            .map_err(|_| format!("invalid duration {text:?}: expected e.g. 30s, 2m, 1h"))?;
-        rest = &rest[digits..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        let unit = unit_duration(&rest[..unit_len])
-            .ok_or_else(|| format!("invalid duration unit in {text:?}: use ms, s, m or h"))?;
-        total += unit * u32::try_from(number).map_err(|_| format!("duration {text:?} too long"))?;
-        rest = &rest[unit_len..];
-    }
-    if text.is_empty() {
-        return Err("empty duration".to_owned());
-    }
-    Ok(total)
-}
-
-fn unit_duration(unit: &str) -> Option<Duration> {
-    match unit {
-        "ms" => Some(Duration::from_millis(1)),
-        "s" => Some(Duration::from_secs(1)),
-        "m" => Some(Duration::from_secs(60)),
-        "h" => Some(Duration::from_secs(3600)),
-        _ => None,
-    }
+    rfs_core::duration::parse(text)
 }
 
 fn parse_key_hash(text: &str) -> Result<KeyHash, String> {

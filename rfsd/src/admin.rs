@@ -4,7 +4,7 @@
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use proto::pb;
 use rfs_core::{ChangeSet, DEFAULT_VOLUME, KeyHash};
@@ -17,6 +17,7 @@ use crate::service::convert::{
     digest_from_pb, entry_to_pb, holder_to_pb, legacy_to_pb, lock_state_to_pb, record_to_pb,
 };
 use crate::state::ServerState;
+use crate::timefmt::unix_secs;
 use crate::volume::{Cleared, Volume};
 
 /// The implementation of `rfs.v1.Admin`.
@@ -154,7 +155,7 @@ impl pb::admin_server::Admin for AdminService {
                 entries: head.map_or(0, |record| record.entries),
                 lock: lock_state_to_pb(&volume.lock_state(), volume.legacy_max_age()),
                 watching: volume.watch.running.load(Ordering::Relaxed),
-                last_full_scan_unix: volume.watch.last_full_scan().map_or(0, unix),
+                last_full_scan_unix: volume.watch.last_full_scan().map_or(0, unix_secs),
                 lost_events: volume.watch.lost_events.load(Ordering::Relaxed),
             });
         }
@@ -171,7 +172,7 @@ impl pb::admin_server::Admin for AdminService {
             clients_seen: self.seen(),
             clients_file: state.grants.path().display().to_string(),
             state_dir: state.state_dir.display().to_string(),
-            started_unix: unix(state.started),
+            started_unix: unix_secs(state.started),
         }))
     }
 
@@ -343,7 +344,7 @@ impl AdminService {
             .map(|(peer, when)| pb::ClientSeen {
                 address: peer.addr.to_string(),
                 key_hash: peer.key_hash.map(|hash| hash.to_hex()).unwrap_or_default(),
-                last_seen_unix: unix(*when),
+                last_seen_unix: unix_secs(*when),
             })
             .collect();
         clients.sort_by(|a, b| a.address.cmp(&b.address));
@@ -400,9 +401,4 @@ pub(crate) fn grant_from_pb(grant: &pb::Grant) -> Result<Grant, Status> {
         readonly: grant.readonly,
         write_noauth: grant.write_noauth,
     })
-}
-
-fn unix(time: std::time::SystemTime) -> i64 {
-    time.duration_since(UNIX_EPOCH)
-        .map_or(0, |since| since.as_secs() as i64)
 }

@@ -316,6 +316,8 @@ fn lock_text(holder: &pb::LockHolder) -> String {
     )
 }
 
-fn non_empty(text: &str) -> Option<&str> {
+/// Returns `text`, or `None` for the empty string the protocol uses for
+/// "absent".
+pub(crate) fn non_empty(text: &str) -> Option<&str> {
     (!text.is_empty()).then_some(text)
 }

@@ -21,6 +21,7 @@ use rfs_core::fsx::VolumeDir;
 use serde_json::json;
 
 use crate::admin::cleared_to_pb;
+use crate::admin_cli::non_empty;
 use crate::cli::{ClearLockArgs, Cli, ServeArgs};
 use crate::config::Settings;
 use crate::daemon::{DATABASE_FILE, STATE_LOCK_FILE};
@@ -213,10 +214,6 @@ pub(crate) fn human(duration: Duration) -> String {
         60..3600 => format!("{}m {}s", secs / 60, secs % 60),
         _ => format!("{}h {}m", secs / 3600, secs % 3600 / 60),
     }
-}
-
-fn non_empty(text: &str) -> Option<&str> {
-    (!text.is_empty()).then_some(text)
 }
 
 #[cfg(test)]

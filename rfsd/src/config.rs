@@ -214,30 +214,16 @@ impl Settings {
     }
 }
 
-/// Parses a duration such as `30s`, `500ms`, `2m`, `1h` or a bare number
-/// of seconds.
+/// Parses a duration such as `30s`, `500ms`, `2m`, `1h30m` or a bare number
+/// of seconds; zero is refused, since every duration setting must pass.
 ///
 /// # Errors
 ///
 /// Returns a message naming the bad text.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let value: u64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration like 30s, 2m or 500ms"))?;
-    let duration = match unit {
-        "" | "s" => Duration::from_secs(value),
-        "ms" => Duration::from_millis(value),
-        "m" => Duration::from_secs(value * 60),
-        "h" => Duration::from_secs(value * 3600),
-        _ => return Err(format!("{text:?} has an unknown unit (use ms, s, m or h)")),
-    };
+    let duration = rfs_core::duration::parse(text)?;
     if duration.is_zero() {
-        return Err(format!("{text:?} is zero"));
+        return Err(format!("{:?} is zero", text.trim()));
     }
     Ok(duration)
 }

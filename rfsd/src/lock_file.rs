@@ -85,10 +85,7 @@ impl OwnLockFile {
 pub fn render(held: &Held) -> String {
     let peer = &held.holder.peer;
     let key_hash = peer.key_hash.map_or("-".to_owned(), |hash| hash.to_hex());
-    let since_unix = held
-        .since
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |since| since.as_secs());
+    let since_unix = crate::timefmt::unix_secs(held.since);
     format!(
         "{MARKER}\naddress: {}\nkey_hash: {key_hash}\nhost: {}\npid: {}\ntoken: {}\n\
          since: {}\nsince_unix: {since_unix}\nrfsd_pid: {}\n",

@@ -2,7 +2,7 @@
 //! edge only. Every conversion from the wire validates: a bad path, kind,
 //! mode or digest becomes `INVALID_ARGUMENT` before anything acts on it.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use proto::pb;
 use rfs_core::entry::MODE_MASK;
@@ -78,10 +78,7 @@ pub(crate) fn digest_from_pb(bytes: &[u8]) -> Result<Digest, ServiceError> {
 /// Returns the protocol form of a lock holder.
 pub(crate) fn holder_to_pb(held: &Held) -> pb::LockHolder {
     let now = tokio::time::Instant::now();
-    let since = held
-        .since
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |since| since.as_secs() as i64);
+    let since = crate::timefmt::unix_secs(held.since);
     pb::LockHolder {
         address: held.holder.peer.addr.to_string(),
         key_hash: held
@@ -113,10 +110,7 @@ pub(crate) fn lock_state_to_pb(state: &LockState, max_age: Duration) -> Option<p
 /// holder", since its modification time, until rfsd clears it.
 pub(crate) fn legacy_to_pb(legacy: &LegacyLockFile, max_age: Duration) -> pb::LockHolder {
     let age = legacy.age(SystemTime::now());
-    let since = legacy
-        .modified
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |since| since.as_secs() as i64);
+    let since = crate::timefmt::unix_secs(legacy.modified);
     pb::LockHolder {
         host_name: LEGACY_HOLDER.to_owned(),
         since_unix: since,
